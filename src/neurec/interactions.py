@@ -1,0 +1,183 @@
+"""The canonical interaction table and the index-space structures models train on.
+
+Every source produces one pandas table with columns ``user``, ``item``, ``timestamp``
+(integers; ids in the source's own numbering) and optionally ``rating`` (float).
+The split stage maps ids to contiguous indices ``0..n-1``; from then on models see
+:class:`Interactions` (flat arrays) and :class:`Histories` (each user's items in time
+order, CSR-style), never pandas.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+from neurec.errors import DataError
+
+REQUIRED_COLUMNS = ("user", "item", "timestamp")
+OPTIONAL_COLUMNS = ("rating",)
+
+
+def validate_interactions(table: pd.DataFrame, origin: str) -> pd.DataFrame:
+    """Check and normalise a canonical interaction table.
+
+    ``origin`` names where the table came from (a file path or source name) so the
+    error message can point at it. Returns a copy with int64 ids/timestamps and a
+    float32 rating (when present), in the source's row order.
+    """
+    if not isinstance(table, pd.DataFrame):
+        raise DataError(f"{origin}: expected a table of interactions, got {type(table).__name__}")
+    missing = [c for c in REQUIRED_COLUMNS if c not in table.columns]
+    if missing:
+        raise DataError(
+            f"{origin}: missing column(s) {missing}; expected columns "
+            f"{list(REQUIRED_COLUMNS)} (+ optional 'rating'), found {list(table.columns)}"
+        )
+    if table.empty:
+        raise DataError(f"{origin}: the interaction table is empty")
+    keep = [c for c in (*REQUIRED_COLUMNS, *OPTIONAL_COLUMNS) if c in table.columns]
+    extra = [c for c in table.columns if c not in keep]
+    out = pd.DataFrame(index=range(len(table)))
+    for column in keep:
+        values = table[column].reset_index(drop=True)
+        if values.isna().any():
+            row = int(np.flatnonzero(values.isna().to_numpy())[0])
+            raise DataError(f"{origin}: column '{column}' has missing values (first at row {row})")
+        numeric = pd.to_numeric(values, errors="coerce")
+        if numeric.isna().any():
+            row = int(np.flatnonzero(numeric.isna().to_numpy())[0])
+            raise DataError(
+                f"{origin}: column '{column}' must be numeric; row {row} holds {values.iloc[row]!r}"
+            )
+        if column == "rating":
+            out[column] = numeric.astype("float32")
+            continue
+        if not np.all(np.mod(numeric.to_numpy(dtype="float64"), 1) == 0):
+            row = int(np.flatnonzero(np.mod(numeric.to_numpy(dtype="float64"), 1) != 0)[0])
+            raise DataError(
+                f"{origin}: column '{column}' must hold integers; row {row} holds {values.iloc[row]!r}"
+            )
+        out[column] = numeric.astype("int64")
+    for column in extra:  # e.g. the 'split' column of pre-split sources travels along
+        out[column] = table[column].reset_index(drop=True)
+    return out
+
+
+@dataclass(frozen=True)
+class Interactions:
+    """Interactions in index space, sorted by user and then time (stable)."""
+
+    user: np.ndarray
+    item: np.ndarray
+    n_users: int
+    n_items: int
+
+    def __post_init__(self) -> None:
+        if len(self.user) != len(self.item):
+            raise ValueError("user and item arrays differ in length")
+
+    @classmethod
+    def from_frame(cls, table: pd.DataFrame, n_users: int, n_items: int) -> Interactions:
+        """Build from an index-space table (``user``, ``item`` and, if present, ``timestamp``).
+
+        Rows are ordered by user, then timestamp; ties keep the table's row order.
+        """
+        keys = ["user", "timestamp"] if "timestamp" in table.columns else ["user"]
+        ordered = table.sort_values(keys, kind="stable")
+        return cls(
+            user=ordered["user"].to_numpy(dtype=np.int64),
+            item=ordered["item"].to_numpy(dtype=np.int64),
+            n_users=n_users,
+            n_items=n_items,
+        )
+
+    def __len__(self) -> int:
+        return len(self.user)
+
+    @cached_property
+    def histories(self) -> Histories:
+        """Each user's items in time order."""
+        indptr = np.zeros(self.n_users + 1, dtype=np.int64)
+        np.cumsum(np.bincount(self.user, minlength=self.n_users), out=indptr[1:])
+        return Histories(indptr=indptr, items=self.item, n_items=self.n_items)
+
+    def matrix(self) -> sp.csr_matrix:
+        """Binary user x item matrix (repeated interactions count once)."""
+        return self.histories.matrix()
+
+    def item_counts(self) -> np.ndarray:
+        """How many interactions each item has (its popularity)."""
+        return np.bincount(self.item, minlength=self.n_items)
+
+
+@dataclass(frozen=True)
+class Histories:
+    """Per-user item sequences in time order: user ``u`` owns ``items[indptr[u]:indptr[u+1]]``."""
+
+    indptr: np.ndarray
+    items: np.ndarray
+    n_items: int
+
+    @property
+    def n_users(self) -> int:
+        return len(self.indptr) - 1
+
+    def lengths(self, users: np.ndarray | None = None) -> np.ndarray:
+        lengths = np.diff(self.indptr)
+        return lengths if users is None else lengths[users]
+
+    def of(self, user: int) -> np.ndarray:
+        return self.items[self.indptr[user] : self.indptr[user + 1]]
+
+    def matrix(self, users: np.ndarray | None = None) -> sp.csr_matrix:
+        """Binary matrix of the given users' histories (all users when ``users`` is None)."""
+        full = sp.csr_matrix(
+            (np.ones(len(self.items), dtype=np.float32), self.items, self.indptr),
+            shape=(self.n_users, self.n_items),
+        )
+        full.sum_duplicates()
+        full.data[:] = 1.0
+        return full if users is None else full[users]
+
+    def padded(self, users: np.ndarray, max_len: int, shift: int = 1) -> np.ndarray:
+        """Left-padded ``[len(users), max_len]`` array of the most recent items.
+
+        Items are shifted by ``shift`` so that 0 can serve as the padding index
+        (sequence models reserve it); older items beyond ``max_len`` are dropped.
+        Vectorised: no Python loop over users.
+        """
+        users = np.asarray(users, dtype=np.int64)
+        ends = self.indptr[users + 1]
+        lengths = np.minimum(ends - self.indptr[users], max_len)
+        out = np.zeros((len(users), max_len), dtype=np.int64)
+        columns = np.arange(max_len)
+        # position j of row r holds item at ends[r] - max_len + j when that is inside the history
+        offsets = columns[None, :] - max_len + ends[:, None]
+        valid = columns[None, :] >= (max_len - lengths)[:, None]
+        out[valid] = self.items[offsets[valid]] + shift
+        return out
+
+    def append(self, other: Histories) -> Histories:
+        """Concatenate per user: this history followed by ``other`` (e.g. train + validation)."""
+        if other.n_users != self.n_users:
+            raise ValueError("histories cover different user counts")
+        lengths = self.lengths() + other.lengths()
+        indptr = np.zeros(self.n_users + 1, dtype=np.int64)
+        np.cumsum(lengths, out=indptr[1:])
+        users_self = np.repeat(np.arange(self.n_users), self.lengths())
+        users_other = np.repeat(np.arange(self.n_users), other.lengths())
+        # position of each element inside the merged row
+        pos_self = indptr[users_self] + (np.arange(len(self.items)) - self.indptr[users_self])
+        pos_other = (
+            indptr[users_other]
+            + self.lengths()[users_other]
+            + (np.arange(len(other.items)) - other.indptr[users_other])
+        )
+        items = np.empty(indptr[-1], dtype=np.int64)
+        items[pos_self] = self.items
+        items[pos_other] = other.items
+        return Histories(indptr=indptr, items=items, n_items=self.n_items)
