@@ -1,0 +1,58 @@
+"""Data sources: each turns ``data`` parameters into the canonical interaction table.
+
+A source module exposes ``load(options: Mapping[str, Any]) -> SourceData`` where
+``options`` is the whole ``data`` parameters block. Register new ones in ``SOURCES``.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pandas as pd
+
+from neurec.errors import ConfigError
+from neurec.interactions import validate_interactions
+
+# source name -> module under neurec.sources (imported on use, so one broken optional
+# source cannot stop the others from loading)
+SOURCES = {
+    "synthetic": "synthetic",
+    "movielens": "movielens",
+    "ncf": "ncf",
+    "sequences": "sequences",
+    "csv": "tabular",
+    "parquet": "tabular",
+}
+
+
+@dataclass
+class SourceData:
+    """What ingest produces.
+
+    ``interactions``: canonical table (user, item, timestamp[, rating]); pre-split sources
+    add a ``split`` column with values ``train``/``test``.
+    ``items``: optional item metadata with columns ``item`` (source id) and ``title``.
+    ``test_candidates``: optional given negatives for the test users, columns ``user``,
+    ``item`` (source ids), e.g. the NCF authors' 99 negatives per user.
+    """
+
+    interactions: pd.DataFrame
+    items: pd.DataFrame | None = None
+    test_candidates: pd.DataFrame | None = None
+
+
+def load_source(options: Mapping[str, Any]) -> SourceData:
+    """Load and validate the interactions described by the ``data`` parameters."""
+    name = options.get("source")
+    if name not in SOURCES:
+        raise ConfigError(
+            f"parameter data.source: unknown source {name!r}; expected one of {sorted(SOURCES)}"
+        )
+    module = importlib.import_module(f"neurec.sources.{SOURCES[name]}")
+    data = module.load(options)
+    origin = str(options.get("path") or f"data source '{name}'")
+    data.interactions = validate_interactions(data.interactions, origin)
+    return data
