@@ -133,15 +133,26 @@ class Histories:
     def of(self, user: int) -> np.ndarray:
         return self.items[self.indptr[user] : self.indptr[user + 1]]
 
+    def flat(self, users: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(row, item)`` pairs of the given users' histories; row indexes into ``users``."""
+        users = np.asarray(users, dtype=np.int64)
+        lengths = self.lengths(users)
+        rows = np.repeat(np.arange(len(users)), lengths)
+        first_of_row = np.cumsum(lengths) - lengths
+        positions = self.indptr[users][rows] + np.arange(len(rows)) - first_of_row[rows]
+        return rows, self.items[positions]
+
     def matrix(self, users: np.ndarray | None = None) -> sp.csr_matrix:
         """Binary matrix of the given users' histories (all users when ``users`` is None)."""
-        full = sp.csr_matrix(
-            (np.ones(len(self.items), dtype=np.float32), self.items, self.indptr),
-            shape=(self.n_users, self.n_items),
+        users = np.arange(self.n_users) if users is None else np.asarray(users)
+        rows, items = self.flat(users)
+        matrix = sp.csr_matrix(
+            (np.ones(len(items), dtype=np.float32), (rows, items)),
+            shape=(len(users), self.n_items),
         )
-        full.sum_duplicates()
-        full.data[:] = 1.0
-        return full if users is None else full[users]
+        matrix.sum_duplicates()
+        matrix.data[:] = 1.0  # repeated interactions count once
+        return matrix
 
     def padded(self, users: np.ndarray, max_len: int, shift: int = 1) -> np.ndarray:
         """Left-padded ``[len(users), max_len]`` array of the most recent items.

@@ -1,0 +1,184 @@
+"""The interface every recommender implements, its config handling and the registry.
+
+A model is one class in one file under ``neurec/models/``, decorated with
+:func:`register`; its hyper-parameters are a dataclass (``config_class``) whose fields are
+the keys of its parameters block. Everything else (training loop, evaluation, Kedro
+pipelines, report, benchmark) works from the registry and needs no edit.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, get_type_hints
+
+import numpy as np
+import torch
+
+from neurec.errors import ConfigError
+from neurec.interactions import Histories, Interactions
+
+# validation callback: model -> {"NDCG@10": ..., "HR@10": ...} on the validation users
+Validator = Callable[["Recommender"], dict[str, float]]
+
+
+@dataclass
+class FitReport:
+    """What training did: per-epoch log, best epoch (chosen on validation) and wall time."""
+
+    epochs: int = 0
+    best_epoch: int = 0
+    train_seconds: float = 0.0
+    history: list[dict[str, float]] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+class Recommender(ABC):
+    """Scores items for users. Subclasses set ``name``, ``config_class`` and ``family``.
+
+    ``pretrained_from`` names registered models whose trained instances ``fit`` receives
+    (NeuMF initialised from GMF and MLP); the pipeline factory wires them as inputs.
+    """
+
+    name: ClassVar[str]
+    family: ClassVar[str] = "other"
+    config_class: ClassVar[type]
+    pretrained_from: ClassVar[tuple[str, ...]] = ()
+
+    def __init__(self, config: Any, n_users: int, n_items: int) -> None:
+        self.config = config
+        self.n_users = n_users
+        self.n_items = n_items
+
+    @abstractmethod
+    def fit(
+        self,
+        train: Interactions,
+        validator: Validator | None = None,
+        pretrained: Mapping[str, Recommender] | None = None,
+    ) -> FitReport:
+        """Learn from the training interactions; ``validator`` scores the validation users."""
+
+    @abstractmethod
+    def score(
+        self, users: np.ndarray, histories: Histories, items: np.ndarray | None = None
+    ) -> torch.Tensor:
+        """Scores ``[len(users), n_items]``, or ``[len(users), C]`` for given ``items [.., C]``.
+
+        ``histories`` holds every user's known items in time order (train at validation
+        time, train + validation at test time): sequence and autoencoder models read it as
+        input, embedding models may ignore it. Higher is better. Excluding history items
+        from rankings is the evaluator's job, not the model's.
+        """
+
+    @abstractmethod
+    def state(self) -> dict[str, torch.Tensor]:
+        """Learned tensors (CPU), enough with the config to rebuild the model."""
+
+    @abstractmethod
+    def load_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        """Restore what :meth:`state` returned."""
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any] | None, n_users: int, n_items: int):
+        return cls(build_config(cls, params or {}), n_users, n_items)
+
+
+def gather_items(full_scores: torch.Tensor, items: np.ndarray | None) -> torch.Tensor:
+    """Select candidate columns from full scores (the default for sampled protocols)."""
+    if items is None:
+        return full_scores
+    return full_scores.gather(1, torch.as_tensor(items, device=full_scores.device))
+
+
+def one_shot_report(model: Recommender, validator: Validator | None, started: float) -> FitReport:
+    """Fit report of a model trained in one pass (closed form, counts): one 'epoch'."""
+    seconds = time.perf_counter() - started
+    metrics = validator(model) if validator is not None else {}
+    entry = {"epoch": 1, "seconds": seconds, **{f"val_{k}": v for k, v in metrics.items()}}
+    return FitReport(epochs=1, best_epoch=1, train_seconds=seconds, history=[entry])
+
+
+# --- config ------------------------------------------------------------------------------
+
+
+def build_config(model_class: type[Recommender], params: Mapping[str, Any]) -> Any:
+    """Instantiate ``model_class.config_class`` from a parameters block, checking keys/types.
+
+    Errors name the parameter as ``<model>.<key>`` so the user can find it in conf/.
+    """
+    config_class = model_class.config_class
+    name = model_class.name
+    known = {f.name: f for f in dataclasses.fields(config_class)}
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ConfigError(
+            f"parameter {name}.{unknown[0]}: unknown for model '{name}'; "
+            f"expected some of {sorted(known)}"
+        )
+    hints = get_type_hints(config_class)
+    values = {}
+    for key, value in params.items():
+        values[key] = _coerce(f"{name}.{key}", value, hints[key])
+    try:
+        return config_class(**values)
+    except ConfigError:
+        raise
+    except ValueError as error:  # raised by the config's own checks as "<field>: ..."
+        raise ConfigError(f"parameter {name}.{error}") from error
+
+
+def _coerce(where: str, value: Any, hint: Any) -> Any:
+    """Accept YAML's spelling of a typed field (ints for floats, lists for tuples)."""
+    origin = getattr(hint, "__origin__", None)
+    if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
+        return float(value)
+    if hint is int and isinstance(value, int) and not isinstance(value, bool):
+        return value
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is str and isinstance(value, str):
+        return value
+    if origin is tuple and isinstance(value, list | tuple):
+        item_type = hint.__args__[0]
+        return tuple(_coerce(f"{where}[{i}]", v, item_type) for i, v in enumerate(value))
+    if hint in (int, float, bool, str) or origin is tuple:
+        expected = "a list" if origin is tuple else hint.__name__
+        raise ConfigError(f"parameter {where}: expected {expected}, got {value!r}")
+    return value
+
+
+def check_choice(field_name: str, value: Any, choices: tuple[Any, ...]) -> None:
+    """For a config's ``__post_init__``: ``build_config`` adds the model name to the error."""
+    if value not in choices:
+        raise ValueError(f"{field_name}: expected one of {choices}, got {value!r}")
+
+
+def check_positive(field_name: str, value: float, allow_zero: bool = False) -> None:
+    """For a config's ``__post_init__``: value must be > 0 (or >= 0)."""
+    if value < 0 or (value == 0 and not allow_zero):
+        bound = ">= 0" if allow_zero else "> 0"
+        raise ValueError(f"{field_name}: expected {bound}, got {value!r}")
+
+
+# --- registry ----------------------------------------------------------------------------
+
+_REGISTRY: dict[str, type[Recommender]] = {}
+
+
+def register(model_class: type[Recommender]) -> type[Recommender]:
+    """Class decorator: make a model known to pipelines, report and benchmark by its name."""
+    name = model_class.name
+    if name in _REGISTRY and _REGISTRY[name] is not model_class:
+        raise ValueError(f"two models registered as '{name}'")
+    _REGISTRY[name] = model_class
+    return model_class
+
+
+def registry() -> dict[str, type[Recommender]]:
+    return dict(_REGISTRY)
