@@ -10,25 +10,10 @@ from __future__ import annotations
 from kedro.pipeline import Pipeline
 
 from neurec.models import registry
+from neurec.models.base import with_dependencies
 from neurec.pipelines.data.pipeline import create_pipeline as data_pipeline
 from neurec.pipelines.modeling.pipeline import create_pipeline as model_pipeline
 from neurec.pipelines.reporting.pipeline import create_pipeline as report_pipeline
-
-
-def with_dependencies(names: list[str]) -> list[str]:
-    """The models plus, recursively, the ones they are initialised from (dependencies first)."""
-    models = registry()
-    ordered: list[str] = []
-
-    def visit(name: str) -> None:
-        for dependency in models[name].pretrained_from:
-            visit(dependency)
-        if name not in ordered:
-            ordered.append(name)
-
-    for name in names:
-        visit(name)
-    return ordered
 
 
 def end_to_end(names: list[str]) -> Pipeline:
