@@ -14,6 +14,7 @@ It uses the model library directly (no Kedro run), the same code the pipelines c
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import logging
 import platform
@@ -76,10 +77,8 @@ def peak_memory_mb() -> float | None:
 
 
 def reset_peak_memory() -> None:
-    try:
+    with contextlib.suppress(OSError):  # not Linux: peak memory is then process-wide
         Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM to the current RSS
-    except OSError:
-        pass
 
 
 def run_benchmark(
