@@ -63,9 +63,10 @@ def source_options(options: Mapping[str, Any], allowed: Collection[str]) -> Mapp
         )
     unknown = sorted(str(key) for key in settings if key not in allowed)
     if unknown:
+        expected = f"expected some of {sorted(allowed)}" if allowed else "it takes none"
         raise ConfigError(
             f"parameter data.options.{unknown[0]}: unknown setting for source "
-            f"{options.get('source')!r}; expected some of {sorted(allowed)}"
+            f"{options.get('source')!r}; {expected}"
         )
     return settings
 
