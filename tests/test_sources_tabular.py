@@ -99,7 +99,7 @@ def test_parquet_numeric_columns_pass_through(tmp_path):
         ("user,item,timestamp\n1,2,3\n1,2,yesterday\n", None, ["'timestamp'", "'yesterday'"]),
         ("user,item,timestamp\n1,,3\n", None, ["column 'item'", "missing value"]),
         ("user,item,timestamp,rating\n1,2,3,good\n", None, ["'rating'", "'good'"]),
-        ("user,item,timestamp\n", None, ["header but no rows"]),
+        ("user,item,timestamp\n", None, ["columns but no rows"]),
         ("", None, ["empty"]),
         ("user,item,timestamp\n1,2,3\n1,2,3,4\n", None, ["not readable as CSV", "line 3"]),
     ],

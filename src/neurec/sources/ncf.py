@@ -28,18 +28,20 @@ def load(options: Mapping[str, Any]) -> SourceData:
     """Train and test ratings (with a ``split`` column) and the given test candidates."""
     source_options(options, allowed=())
     prefix = source_path(options)
-    hint = f" (data.path {str(prefix)!r} is the prefix of the NCF files <prefix>.train.rating, "
-    hint += "<prefix>.test.rating and <prefix>.test.negative)"
-    paths = {part: Path(f"{prefix}.{part}") for part in ("train.rating", "test.rating")}
-    negatives = Path(f"{prefix}.test.negative")
-    for path in (*paths.values(), negatives):
-        require_file(path, hint)
-    train = read_delimited(paths["train.rating"], "\t", _NAMES)
-    test = read_delimited(paths["test.rating"], "\t", _NAMES)
+    hint = (
+        f" (data.path {str(prefix)!r} is the prefix of the NCF files <prefix>.train.rating, "
+        "<prefix>.test.rating and <prefix>.test.negative)"
+    )
+    train_path, test_path, negatives_path = (
+        require_file(Path(f"{prefix}.{suffix}"), hint)
+        for suffix in ("train.rating", "test.rating", "test.negative")
+    )
+    train = read_delimited(train_path, "\t", _NAMES)
+    test = read_delimited(test_path, "\t", _NAMES)
     interactions = pd.concat(
         [train.assign(split="train"), test.assign(split="test")], ignore_index=True
     )
-    candidates = read_negatives(negatives, test, paths["test.rating"])
+    candidates = read_negatives(negatives_path, test, test_path)
     return SourceData(interactions=interactions, test_candidates=candidates)
 
 

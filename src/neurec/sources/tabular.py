@@ -45,7 +45,8 @@ def source_path(options: Mapping[str, Any]) -> Path:
     value = options.get("path")
     if value is None or value == "":
         raise ConfigError(
-            f"parameter data.path: missing; the {options.get('source')!r} source reads a file"
+            f"parameter data.path: missing; the {options.get('source')!r} source needs the "
+            "path of its input"
         )
     if not isinstance(value, str | os.PathLike):
         raise ConfigError(f"parameter data.path: expected a file path, got {value!r}")
@@ -125,7 +126,7 @@ def read_mapped(path: Path, kind: str, columns: Any, sep: str = ",") -> pd.DataF
         wanted = _resolve(path, mapping, _parquet_header(path))
         table = _read_parquet(path, list(dict.fromkeys(wanted.values())))
     if table.empty:
-        raise DataError(f"{path}: the table has a header but no rows")
+        raise DataError(f"{path}: the table has columns but no rows")
     out = pd.DataFrame(index=range(len(table)))
     for canonical, name in wanted.items():
         values = table[name].reset_index(drop=True)
