@@ -62,7 +62,7 @@ def test_oracle_is_perfect_under_every_protocol(evaluation_setup):
 
 
 def test_sampled_and_full_protocols_differ_for_a_real_model(evaluation_setup):
-    _, (train, validation, _), data, settings, candidates = evaluation_setup
+    _, (train, _validation, _), data, settings, candidates = evaluation_setup
     model = registry()["most_popular"].from_params({}, train.n_users, train.n_items)
     model.fit(train)
     _, summary = evaluate(model, data, candidates, settings)
@@ -92,7 +92,7 @@ def test_ease_beats_most_popular_on_synthetic_data(synthetic_split):
 
 @pytest.mark.parametrize("name", ["sampled_uniform", "top10", "sampled_random_5"])
 def test_unknown_protocol_is_a_config_error(name):
-    with pytest.raises(ConfigError, match="evaluation.protocols"):
+    with pytest.raises(ConfigError, match=r"evaluation\.protocols"):
         parse_protocol(name)
 
 

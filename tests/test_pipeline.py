@@ -54,7 +54,7 @@ def test_every_model_and_family_has_a_pipeline():
 
 
 def test_bad_source_stops_with_a_clear_error_and_writes_nothing(project_copy):
-    with pytest.raises(ConfigError, match="data.source"):
+    with pytest.raises(ConfigError, match=r"data\.source"):
         kedro_run(project_copy, "ease", {"data": {"source": "nosuchsource"}})
     assert not any(p.is_file() for p in (project_copy / "data").rglob("*"))
 

@@ -40,7 +40,7 @@ def test_training_negatives_are_never_positives():
 
 
 def test_stored_candidates_cover_test_users_and_exclude_all_their_items(synthetic_split):
-    split, (train, validation, test) = synthetic_split
+    _split, (train, validation, test) = synthetic_split
     data = EvaluationData.build(train, validation, test)
     settings = EvaluationSettings.from_params({"protocols": ["full", "sampled_uniform_99"]})
     candidates = build_candidates(data, settings)

@@ -50,7 +50,7 @@ def test_ids_are_contiguous_indices():
 
 def test_too_few_interactions_for_leave_one_out_is_a_clear_error():
     rows = [(1, 1, 1, 1.0), (1, 2, 2, 1.0), (2, 1, 1, 1.0), (2, 2, 2, 1.0), (2, 3, 3, 1.0)]
-    with pytest.raises(DataError, match="fewer than 3 interactions.*min_user_interactions"):
+    with pytest.raises(DataError, match=r"fewer than 3 interactions.*min_user_interactions"):
         split_interactions(table(rows), {"method": "leave_one_out"})
     # the filter drops that user instead
     split = split_interactions(table(rows), {"min_user_interactions": 3})
