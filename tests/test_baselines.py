@@ -32,6 +32,8 @@ def test_ease_beats_most_popular_by_a_wide_margin_on_ml100k(ml100k):
     popular = full_ndcg("most_popular", arrays)
     ease = full_ndcg("ease", arrays)
     assert ease > 1.4 * popular, (ease, popular)
+    ials = full_ndcg("ials", arrays, {"epochs": 6})
+    assert ials > 1.3 * popular, (ials, popular)
 
 
 def test_ease_model_round_trips_through_the_model_file(ml100k, tmp_path):
