@@ -11,7 +11,6 @@ every other model's epochs.
 
 from __future__ import annotations
 
-import copy
 import logging
 import time
 from collections.abc import Mapping
@@ -104,7 +103,7 @@ class IALS(Recommender):
             )
             if validator is None or value > best:
                 best, since_best, report.best_epoch = value, 0, epoch
-                best_state = copy.deepcopy(self.state())
+                best_state = self.state()  # fresh tensors each sweep: no copy needed
             else:
                 since_best += 1
                 if since_best >= cfg.patience:
