@@ -230,7 +230,8 @@ def _significance_section(metrics: dict[str, Any]) -> list[str]:
         f"Each model against the best baseline, **{baseline}** (highest {metric} under "
         f"`{test['chosen_on']}` among the `{BASELINE_FAMILY}`), on per-user {metric}: a "
         f"paired permutation test ({test['resamples']} random sign flips of the per-user "
-        f"differences, seed {test['seed']}). Testing {len(compared)} model(s) per protocol "
+        f"differences, seed {test['seed']}; so no p-value is below 1/{test['resamples'] + 1}). "
+        f"Testing {len(compared)} model(s) per protocol "
         "makes false alarms likelier, so p-values are Holm-corrected over them; a difference "
         f"is significant when the corrected p is below {alpha}."
     )
