@@ -56,10 +56,12 @@ def validate_interactions(table: pd.DataFrame, origin: str) -> pd.DataFrame:
         if column == "rating":
             out[column] = numeric.astype("float32")
             continue
-        if not np.all(np.mod(numeric.to_numpy(dtype="float64"), 1) == 0):
-            row = int(np.flatnonzero(np.mod(numeric.to_numpy(dtype="float64"), 1) != 0)[0])
+        fractional = np.mod(numeric.to_numpy(dtype="float64"), 1) != 0
+        if fractional.any():
+            row = int(np.flatnonzero(fractional)[0])
             raise DataError(
-                f"{origin}: column '{column}' must hold integers; row {row} holds {values.iloc[row]!r}"
+                f"{origin}: column '{column}' must hold integers; "
+                f"row {row} holds {values.iloc[row]!r}"
             )
         out[column] = numeric.astype("int64")
     for column in extra:  # e.g. the 'split' column of pre-split sources travels along

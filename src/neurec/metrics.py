@@ -13,30 +13,40 @@ import math
 
 import torch
 
-PAIR_CHUNK = 512  # target rows compared at once; bounds memory at PAIR_CHUNK x candidates
+PAIR_CHUNK = 2048  # targets compared at once; bounds memory at PAIR_CHUNK x candidates
 
 
 def target_positions(
     scores: torch.Tensor, is_target: torch.Tensor, is_valid: torch.Tensor
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """1-based list position of every target: returns ``(row_of_target, position)``."""
-    is_valid = is_valid | is_target
-    rows, cols = is_target.nonzero(as_tuple=True)
-    positions = torch.empty(len(rows), dtype=torch.long, device=scores.device)
-    index = torch.arange(scores.shape[1], device=scores.device)
+    rows, cols = is_target.nonzero(as_tuple=True)  # row-major: columns ascend within a row
+    own = scores[rows, cols]
+    # competitors that are not targets; excluded and target cells can never be ahead
+    others = scores.masked_fill(~is_valid | is_target, -torch.inf)
+    ahead = torch.empty(len(rows), dtype=torch.long, device=scores.device)
     for start in range(0, len(rows), PAIR_CHUNK):
-        r, c = rows[start : start + PAIR_CHUNK], cols[start : start + PAIR_CHUNK]
-        row_scores, own = scores[r], scores[r, c].unsqueeze(1)
-        row_targets = is_target[r]
-        beats_as_other = ~row_targets & (row_scores >= own)
-        # among targets, order ties by column so that each target gets a distinct place
-        beats_as_target = row_targets & (
-            (row_scores > own) | ((row_scores == own) & (index < c.unsqueeze(1)))
-        )
-        positions[start : start + PAIR_CHUNK] = 1 + (
-            is_valid[r] & (beats_as_other | beats_as_target)
-        ).sum(1)
-    return rows, positions
+        chunk = slice(start, start + PAIR_CHUNK)
+        ahead[chunk] = (others[rows[chunk]] >= own[chunk].unsqueeze(1)).sum(1, dtype=torch.int32)
+    per_row = is_target.sum(1)
+    if len(rows) and int(per_row.max()) > 1:
+        ahead += _targets_ahead(rows, own, per_row)
+    return rows, 1 + ahead
+
+
+def _targets_ahead(rows: torch.Tensor, own: torch.Tensor, per_row: torch.Tensor) -> torch.Tensor:
+    """For rows with several targets: how many of the row's other targets precede each one
+    (higher score, or equal score and a lower column, so each gets a distinct place)."""
+    first = torch.cumsum(per_row, 0) - per_row
+    slot = torch.arange(len(rows), device=rows.device) - first[rows]
+    width = int(per_row.max())
+    padded = torch.full((len(per_row), width), torch.nan, device=own.device)
+    padded[rows, slot] = own
+    mine = padded[rows]  # [n_targets, width]: the scores of each target's row-mates
+    earlier = torch.arange(width, device=rows.device).unsqueeze(0) < slot.unsqueeze(1)
+    mine_own = own.unsqueeze(1)
+    # NaN padding compares False, so it never counts
+    return ((mine > mine_own) | ((mine == mine_own) & earlier)).sum(1)
 
 
 def ranking_metrics(

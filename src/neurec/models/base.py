@@ -182,3 +182,18 @@ def register(model_class: type[Recommender]) -> type[Recommender]:
 
 def registry() -> dict[str, type[Recommender]]:
     return dict(_REGISTRY)
+
+
+def with_dependencies(names: list[str]) -> list[str]:
+    """The models plus, recursively, those they are initialised from (dependencies first)."""
+    ordered: list[str] = []
+
+    def visit(name: str) -> None:
+        for dependency in _REGISTRY[name].pretrained_from:
+            visit(dependency)
+        if name not in ordered:
+            ordered.append(name)
+
+    for name in names:
+        visit(name)
+    return ordered

@@ -1,0 +1,81 @@
+"""Kedro dataset for trained models: weights saved together with the config that built them.
+
+Passing ``nn.Module`` objects between nodes through MemoryDataset deep-copies them and
+loses them at the end of the run; instead a trained model is written to disk as
+``{"name", "config", "n_users", "n_items", "state"}`` and rebuilt from the registry on
+load, so it can be reloaded without the training code's defaults.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import tempfile
+from pathlib import Path, PurePosixPath
+from typing import Any
+
+import torch
+from kedro.io import AbstractVersionedDataset, DatasetError, Version
+
+from neurec.models import Recommender, registry
+
+
+def model_payload(model: Recommender) -> dict[str, Any]:
+    return {
+        "name": model.name,
+        "config": dataclasses.asdict(model.config),
+        "n_users": model.n_users,
+        "n_items": model.n_items,
+        "state": model.state(),
+    }
+
+
+def model_from_payload(payload: dict[str, Any], origin: str) -> Recommender:
+    models = registry()
+    name = payload.get("name")
+    if name not in models:
+        raise DatasetError(f"{origin}: model '{name}' is not a registered model")
+    model = models[name].from_params(payload["config"], payload["n_users"], payload["n_items"])
+    model.load_state(payload["state"])
+    return model
+
+
+def save_model(model: Recommender, path: Path) -> None:
+    """Write atomically: a crash mid-save leaves the previous file (or none), not half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(handle)
+    try:
+        torch.save(model_payload(model), temporary)
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def load_model(path: Path) -> Recommender:
+    # weights_only: configs are plain Python values, the state is tensors
+    payload = torch.load(path, map_location="cpu", weights_only=True)
+    return model_from_payload(payload, str(path))
+
+
+class ModelDataset(AbstractVersionedDataset[Recommender, Recommender]):
+    """A registered recommender on the local file system (``.pt``), optionally versioned."""
+
+    def __init__(self, filepath: str, version: Version | None = None) -> None:
+        super().__init__(PurePosixPath(Path(filepath).as_posix()), version)
+
+    def load(self) -> Recommender:
+        return load_model(Path(self._get_load_path()))
+
+    def save(self, data: Recommender) -> None:
+        save_model(data, Path(self._get_save_path()))
+
+    def _exists(self) -> bool:
+        try:
+            return Path(self._get_load_path()).exists()
+        except DatasetError:
+            return False
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "version": self._version}

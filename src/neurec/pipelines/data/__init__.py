@@ -1,0 +1,1 @@
+"""Ingest and split: from a configured source to index-space train/validation/test."""

@@ -1,0 +1,1 @@
+"""The per-model template: train -> evaluate, instantiated once per registered model."""

@@ -1,0 +1,70 @@
+"""One pipeline template, instantiated per registered model in its own namespace."""
+
+from functools import partial, update_wrapper
+
+from kedro.pipeline import Pipeline, node
+
+from neurec.models import registry
+from neurec.pipelines.modeling.nodes import evaluate_model, train_model
+
+SHARED_INPUTS = {
+    "train",
+    "validation",
+    "test",
+    "user_index",
+    "item_index",
+    "test_candidates",
+}
+
+
+def create_pipeline(model_name: str) -> Pipeline:
+    """``<model>.train`` and ``<model>.evaluate`` nodes, parameters from ``params:<model>``.
+
+    A model that is initialised from others (``pretrained_from``) takes their trained
+    ``<other>.model`` datasets as extra inputs, so the DAG shows the dependency.
+    """
+    model_class = registry()[model_name]
+    train = update_wrapper(partial(train_model, model_name=model_name), train_model)
+    pretrained = {name: f"{name}.model" for name in model_class.pretrained_from}
+    template = Pipeline(
+        [
+            node(
+                train,
+                {
+                    "train": "train",
+                    "validation": "validation",
+                    "user_index": "user_index",
+                    "item_index": "item_index",
+                    "model_params": "params:model",
+                    **pretrained,
+                },
+                ["model", "fit_report"],
+                name="train",
+            ),
+            node(
+                evaluate_model,
+                [
+                    "model",
+                    "fit_report",
+                    "train",
+                    "validation",
+                    "test",
+                    "user_index",
+                    "item_index",
+                    "test_candidates",
+                    "params:evaluation",
+                ],
+                ["results", "user_metrics"],
+                name="evaluate",
+            ),
+        ]
+    )
+    return Pipeline(
+        template,
+        namespace=model_name,
+        inputs=SHARED_INPUTS | set(pretrained.values()),
+        parameters={
+            "params:model": f"params:{model_name}",
+            "params:evaluation": "params:evaluation",
+        },
+    )

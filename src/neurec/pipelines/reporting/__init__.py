@@ -1,0 +1,1 @@
+"""The report: metrics.json (a stable contract), report.md and plots."""

@@ -1,0 +1,22 @@
+"""SASRec/BERT4Rec sequence files: one ``user item`` pair per line, each user's lines in
+time order.
+
+The files carry no timestamps, so a line's rank within its user (0, 1, 2, ...) stands in
+for one: sorting by (user, timestamp) then reproduces the file's order exactly.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from neurec.sources import SourceData
+from neurec.sources.tabular import read_delimited, source_options, source_path
+
+
+def load(options: Mapping[str, Any]) -> SourceData:
+    """Interactions with ``timestamp`` = position of the line among its user's lines."""
+    source_options(options, allowed=())
+    table = read_delimited(source_path(options), None, ("user", "item"))
+    table["timestamp"] = table.groupby("user", sort=False).cumcount().astype("int64")
+    return SourceData(interactions=table)

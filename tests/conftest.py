@@ -1,0 +1,53 @@
+"""Shared fixtures: small synthetic splits, the real data folder, isolated Kedro runs."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from neurec.interactions import Interactions
+from neurec.sources import load_source
+from neurec.split import split_interactions
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def shared_data_dir() -> Path:
+    """The read-only MovieLens copies beside the repo (never copied into it: licence)."""
+    return Path(os.environ.get("NEUREC_SHARED_DATA", PROJECT_ROOT.parent / "shared" / "data"))
+
+
+@pytest.fixture
+def shared_data() -> Path:
+    folder = shared_data_dir()
+    if not folder.exists():
+        pytest.skip(f"real data folder {folder} not present")
+    return folder
+
+
+def make_split(source_params: dict, split_params: dict | None = None):
+    table = load_source(source_params).interactions
+    split = split_interactions(table, split_params or {"method": "leave_one_out"})
+    return split, tuple(
+        Interactions.from_frame(t, split.n_users, split.n_items)
+        for t in (split.train, split.validation, split.test)
+    )
+
+
+@pytest.fixture(scope="session")
+def synthetic_split():
+    """The default synthetic data set, leave-one-out: (SplitData, (train, validation, test))."""
+    return make_split({"source": "synthetic"})
+
+
+@pytest.fixture
+def project_copy(tmp_path, monkeypatch) -> Path:
+    """A copy of the project's conf/ and pyproject in tmp, as cwd: runs write only there."""
+    shutil.copytree(PROJECT_ROOT / "conf", tmp_path / "conf")
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    (tmp_path / "src").mkdir()
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

@@ -1,0 +1,132 @@
+"""End-to-end Kedro runs in an isolated copy of the project's configuration."""
+
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
+
+from neurec.errors import ConfigError, DataError
+from neurec.models import base, registry
+from neurec.pipeline_registry import register_pipelines
+from neurec.sampling import PairLookup, sample_training_negatives
+from neurec.training import TorchConfig, TorchRecommender
+
+SMALL_DATA = {"data": {"synthetic": {"n_users": 120, "n_items": 250, "mean_length": 20}}}
+
+
+def kedro_run(project, pipeline="__default__", params=None):
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, runtime_params=params or {}) as session:
+        return session.run(pipeline_name=pipeline)
+
+
+def test_default_run_writes_metrics_report_and_plot(project_copy):
+    params = dict(SMALL_DATA)
+    for name, model_class in registry().items():  # keep neural models to one short epoch
+        if issubclass(model_class, TorchRecommender):
+            params[name] = {"epochs": 1}
+    kedro_run(project_copy, params=params)
+    reporting = project_copy / "data" / "08_reporting"
+    metrics = json.loads((reporting / "metrics.json").read_text())
+    assert set(metrics["models"]) == set(registry())
+    for result in metrics["models"].values():
+        assert {"train_seconds", "epochs", "metrics"} <= set(result)
+        assert set(result["metrics"]) == {"full", "sampled_uniform_99", "sampled_popularity_100"}
+        assert 0 <= result["metrics"]["full"]["NDCG@10"] <= 1
+    assert metrics["dataset"]["users"] == 120
+    report = (reporting / "report.md").read_text()
+    assert "## Test metrics: `full`" in report and "metrics.png" in report
+    assert (reporting / "metrics.png").stat().st_size > 1000
+
+
+def test_every_model_and_family_has_a_pipeline():
+    pipelines = register_pipelines()
+    for name, model_class in registry().items():
+        assert f"{name}.train" in {n.name for n in pipelines[name].nodes}
+        assert name in pipelines[model_class.family].datasets() or any(
+            n.namespace == name for n in pipelines[model_class.family].nodes
+        )
+    assert {"ingest", "split", "report"} <= {n.name for n in pipelines["__default__"].nodes}
+
+
+def test_bad_source_stops_with_a_clear_error_and_writes_nothing(project_copy):
+    with pytest.raises(ConfigError, match=r"data\.source"):
+        kedro_run(project_copy, "ease", {"data": {"source": "nosuchsource"}})
+    assert not any(p.is_file() for p in (project_copy / "data").rglob("*"))
+
+
+def test_bad_model_parameter_names_it_and_leaves_no_model_file(project_copy):
+    with pytest.raises(ConfigError, match=r"parameter ease\.l2"):
+        kedro_run(project_copy, "ease", {**SMALL_DATA, "ease": {"l2": -1}})
+    assert not (project_copy / "data" / "06_models" / "ease.pt").exists()
+    assert not (project_copy / "data" / "08_reporting" / "metrics.json").exists()
+
+
+def test_filtering_everything_away_fails_in_split_and_says_which_parameters(project_copy):
+    with pytest.raises(DataError, match="min_item_interactions"):
+        kedro_run(
+            project_copy, "most_popular", {**SMALL_DATA, "split": {"min_item_interactions": 10**6}}
+        )
+    assert not (project_copy / "data" / "05_model_input" / "train.parquet").exists()
+
+
+# --- the extension point: one model file + one parameters block ----------------------
+
+
+@dataclass
+class ItemBiasConfig(TorchConfig):
+    negatives: int = 2
+
+
+class ItemBias(TorchRecommender):
+    """A model as a teammate would add it: learns one bias per item with BCE."""
+
+    name = "item_bias"
+    family = "toy"
+    config_class = ItemBiasConfig
+
+    def build_module(self):
+        return torch.nn.Embedding(self.n_items, 1)
+
+    def training_batches(self, train, rng):
+        lookup = PairLookup(train.matrix())
+        negatives = sample_training_negatives(train.user, self.config.negatives, lookup, rng)
+        items = torch.as_tensor(np.concatenate([train.item, negatives.reshape(-1)]))
+        labels = torch.cat([torch.ones(len(train)), torch.zeros(negatives.size)])
+        order = torch.as_tensor(rng.permutation(len(items)))
+        for start in range(0, len(items), self.config.batch_size):
+            index = order[start : start + self.config.batch_size]
+            yield items[index], labels[index]
+
+    def batch_loss(self, batch):
+        items, labels = batch
+        logits = self.module(items).squeeze(1)
+        return torch.nn.functional.binary_cross_entropy_with_logits(logits, labels)
+
+    def score_batch(self, users, histories, items):
+        full = self.module.weight.squeeze(1).expand(len(users), -1)
+        return full if items is None else full.gather(1, items)
+
+
+@pytest.fixture
+def toy_model(monkeypatch, project_copy):
+    monkeypatch.setitem(base._REGISTRY, ItemBias.name, ItemBias)
+    (project_copy / "conf" / "base" / "parameters_item_bias.yml").write_text(
+        "item_bias:\n  epochs: 3\n  batch_size: 512\n  learning_rate: 0.05\n  negatives: 2\n"
+    )
+    return project_copy
+
+
+def test_a_new_model_needs_only_its_file_and_parameters_block(toy_model, caplog):
+    caplog.set_level("INFO", logger="neurec")
+    kedro_run(toy_model, "item_bias", SMALL_DATA)
+    metrics = json.loads((toy_model / "data/08_reporting/metrics.json").read_text())
+    assert list(metrics["models"]) == ["item_bias"]
+    assert metrics["models"]["item_bias"]["epochs"] >= 1
+    assert "item_bias epoch 1/3 loss" in caplog.text  # per-epoch progress line
+    assert list((toy_model / "data/06_models/item_bias.pt").glob("*/item_bias.pt"))
+    assert "toy" in register_pipelines()

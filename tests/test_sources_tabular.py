@@ -1,0 +1,207 @@
+"""The csv/parquet sources and the shared delimited-text reader."""
+
+from __future__ import annotations
+
+import re
+
+import pandas as pd
+import pytest
+
+from neurec.errors import ConfigError, DataError
+from neurec.sources import load_source
+from neurec.sources.tabular import read_delimited
+
+SHOP_CSV = (
+    "customer_id,sku,ts,stars,note\n"
+    "7,100,2020-01-01T00:00:00Z,4.5,x\n"
+    "3,101,2020-01-01 00:00:10,3,y\n"
+    "7,102,2020-01-02T01:00:00+01:00,5,z\n"
+)
+SHOP_COLUMNS = {"user": "customer_id", "item": "sku", "timestamp": "ts", "rating": "stars"}
+
+
+def _write(tmp_path, name, text, encoding="utf-8"):
+    path = tmp_path / name
+    path.write_text(text, encoding=encoding)
+    return path
+
+
+def _csv(path, **settings):
+    return {"source": "csv", "path": str(path), "csv": settings}
+
+
+def test_csv_maps_columns_and_converts_iso_timestamps(tmp_path):
+    path = _write(tmp_path, "shop.csv", SHOP_CSV)
+    table = load_source(_csv(path, columns=SHOP_COLUMNS)).interactions
+    assert table["user"].tolist() == [7, 3, 7]  # file order kept
+    assert table["item"].tolist() == [100, 101, 102]
+    assert table["timestamp"].tolist() == [1577836800, 1577836810, 1577923200]
+    assert table["rating"].tolist() == [4.5, 3.0, 5.0]
+    assert table["timestamp"].dtype == "int64"
+    assert "note" not in table.columns
+
+
+def test_csv_with_canonical_names_needs_no_mapping_and_rating_is_optional(tmp_path):
+    path = _write(tmp_path, "plain.csv", "user;item;timestamp\n1;2;30\n1;3;40\n")
+    table = load_source(_csv(path, sep=";")).interactions
+    assert list(table.columns) == ["user", "item", "timestamp"]
+    assert table["timestamp"].tolist() == [30, 40]
+
+
+def test_numeric_timestamp_strings_stay_epoch_seconds(tmp_path):
+    path = _write(tmp_path, "t.csv", 'user,item,timestamp\n1,2,"1000"\n1,3,"2000"\n')
+    assert load_source(_csv(path)).interactions["timestamp"].tolist() == [1000, 2000]
+
+
+def test_parquet_datetimes_become_epoch_seconds(tmp_path):
+    path = tmp_path / "events.parquet"
+    pd.DataFrame(
+        {
+            "u": [1, 2],
+            "i": [5, 6],
+            "when": pd.to_datetime(["1970-01-01 00:01:00", "2020-01-01 00:00:00"]),
+            "zoned": pd.to_datetime(["2020-01-01 01:00", "2020-01-01 02:00"]).tz_localize(
+                "Europe/Paris"
+            ),
+        }
+    ).to_parquet(path)
+    naive = load_source(
+        {
+            "source": "parquet",
+            "path": str(path),
+            "parquet": {"columns": {"user": "u", "item": "i", "timestamp": "when"}},
+        }
+    ).interactions
+    assert naive["timestamp"].tolist() == [60, 1577836800]
+    zoned = load_source(
+        {
+            "source": "parquet",
+            "path": str(path),
+            "parquet": {"columns": {"user": "u", "item": "i", "timestamp": "zoned"}},
+        }
+    ).interactions
+    assert zoned["timestamp"].tolist() == [1577836800, 1577840400]
+
+
+def test_parquet_numeric_columns_pass_through(tmp_path):
+    path = tmp_path / "plain.parquet"
+    pd.DataFrame({"user": [1], "item": [2], "timestamp": [3], "rating": [4.0]}).to_parquet(path)
+    table = load_source({"source": "parquet", "path": str(path)}).interactions
+    assert table.iloc[0].tolist() == [1, 2, 3, 4.0]
+
+
+@pytest.mark.parametrize(
+    ("text", "columns", "fragments"),
+    [
+        (SHOP_CSV, {**SHOP_COLUMNS, "timestamp": "time"}, ["'time'", "timestamp", "'ts'"]),
+        ("user,item,ts\n1,2,3\n", None, ["no column 'timestamp'", "data.csv.columns"]),
+        ("user,item,timestamp\nC1,2,3\n", None, ["column 'user'", "'C1'", "row 1"]),
+        ("user,item,timestamp\n1,2,3\n1,2,yesterday\n", None, ["'timestamp'", "'yesterday'"]),
+        ("user,item,timestamp\n1,,3\n", None, ["column 'item'", "missing value"]),
+        ("user,item,timestamp,rating\n1,2,3,good\n", None, ["'rating'", "'good'"]),
+        ("user,item,timestamp\n", None, ["columns but no rows"]),
+        ("", None, ["empty"]),
+        ("user,item,timestamp\n1,2,3\n1,2,3,4\n", None, ["not readable as CSV", "line 3"]),
+    ],
+    ids=[
+        "mapped-column-absent",
+        "canonical-column-absent",
+        "non-numeric-id",
+        "unparseable-timestamp",
+        "missing-value",
+        "non-numeric-rating",
+        "header-only",
+        "empty-file",
+        "ragged-line",
+    ],
+)
+def test_csv_data_errors_name_file_and_column(tmp_path, text, columns, fragments):
+    path = _write(tmp_path, "bad.csv", text)
+    settings = {} if columns is None else {"columns": columns}
+    with pytest.raises(DataError) as error:
+        load_source(_csv(path, **settings))
+    assert str(path) in str(error.value)
+    for fragment in fragments:
+        assert fragment in str(error.value)
+
+
+def test_non_utf8_csv_is_a_data_error(tmp_path):
+    path = tmp_path / "latin.csv"
+    path.write_bytes("user,item,timestamp,titl\xe9\n1,2,3,x\n".encode("latin-1"))
+    with pytest.raises(DataError, match="not UTF-8"):
+        load_source(_csv(path))
+
+
+def test_unreadable_parquet_is_a_data_error(tmp_path):
+    path = _write(tmp_path, "fake.parquet", "not parquet at all")
+    with pytest.raises(DataError, match="not a readable parquet file"):
+        load_source({"source": "parquet", "path": str(path)})
+
+
+@pytest.mark.parametrize(
+    ("options", "fragment"),
+    [
+        ({"source": "csv"}, "parameter data.path"),
+        ({"source": "csv", "path": 3}, "parameter data.path"),
+        ({"source": "csv", "path": "x.csv", "csv": ["sep"]}, "parameter data.csv"),
+        ({"source": "csv", "path": "x.csv", "csv": {"sepp": ";"}}, "data.csv.sepp"),
+        ({"source": "csv", "path": "x.csv", "csv": {"sep": ""}}, "data.csv.sep"),
+    ],
+)
+def test_bad_parameters_are_config_errors(options, fragment):
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_source(options)
+
+
+@pytest.mark.parametrize(
+    ("columns", "fragment"),
+    [
+        ("user", "data.csv.columns"),
+        ({"customer": "c"}, "data.csv.columns.customer"),
+        ({"user": 5}, "data.csv.columns.user"),
+    ],
+)
+def test_bad_column_mappings_are_config_errors(tmp_path, columns, fragment):
+    path = _write(tmp_path, "ok.csv", "user,item,timestamp\n1,2,3\n")
+    with pytest.raises(ConfigError, match=re.escape(fragment)):
+        load_source(_csv(path, columns=columns))
+
+
+def test_missing_file_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="file not found"):
+        load_source(_csv(tmp_path / "nowhere.csv"))
+
+
+def test_read_delimited_skips_blank_lines_and_handles_multichar_separators(tmp_path):
+    path = _write(tmp_path, "r.dat", "1::2::3\n\n4::5::6\r\n")
+    table = read_delimited(path, "::", ("a", "b", "c"))
+    assert table.to_numpy().tolist() == [[1, 2, 3], [4, 5, 6]]
+
+
+@pytest.mark.parametrize(
+    ("text", "fragments"),
+    [
+        ("1\t2\t3\n4\t5\t6\t7\n", ["line 2", "expected 3 fields", "found 4"]),
+        ("1\t2\t3\n\n4\t5\n", ["line 3", "found 2"]),
+        ("1\t2\t3\n4\tfive\t6\n", ["line 2", "b must be a number", "'five'"]),
+        ("1\t2\t3\n4\t\t6\n", ["line 2", "b must be a number", "''"]),
+        ("a\tb\tc\n1\t2\t3\n", ["line 1", "a must be a number"]),
+        ("1\t2\t3 4\n", ["line 1", "c must be a number"]),
+        ("\n\n", ["empty"]),
+    ],
+    ids=["extra-field", "missing-field", "word", "empty-field", "header", "space", "blank"],
+)
+def test_read_delimited_names_the_bad_line(tmp_path, text, fragments):
+    path = _write(tmp_path, "r.tsv", text)
+    with pytest.raises(DataError) as error:
+        read_delimited(path, "\t", ("a", "b", "c"))
+    assert str(error.value).startswith(str(path))
+    for fragment in fragments:
+        assert fragment in str(error.value)
+
+
+def test_read_delimited_rejects_binary_content(tmp_path):
+    path = tmp_path / "blob.tsv"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\xff\xfe")
+    with pytest.raises(DataError, match="line 1"):
+        read_delimited(path, "\t", ("a", "b"))

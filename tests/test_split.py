@@ -1,0 +1,129 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from neurec.errors import ConfigError, DataError
+from neurec.interactions import validate_interactions
+from neurec.split import k_core, split_interactions
+
+
+def table(rows):
+    return validate_interactions(
+        pd.DataFrame(rows, columns=["user", "item", "timestamp", "rating"]), "test table"
+    )
+
+
+def test_leave_one_out_is_per_user_by_time_with_stable_ties():
+    # user 10: items 1,2 share timestamp 5 -> source order decides: 2 is after 1
+    rows = [
+        (10, 3, 9, 5.0),
+        (10, 1, 5, 4.0),
+        (20, 7, 1, 3.0),
+        (10, 2, 5, 3.0),
+        (20, 8, 2, 1.0),
+        (20, 9, 3, 2.0),
+        (10, 4, 1, 5.0),
+    ]
+    split = split_interactions(table(rows), {"method": "leave_one_out"})
+    source = split.item_index.set_index("item")["source_id"]
+    user_of = split.user_index.set_index("user")["source_id"]
+
+    def items(part, user):
+        frame = part[part["user"].map(user_of) == user]
+        return list(frame["item"].map(source))
+
+    assert items(split.test, 10) == [3]
+    assert items(split.validation, 10) == [2]
+    assert items(split.train, 10) == [4, 1]
+    assert items(split.test, 20) == [9]
+    assert items(split.validation, 20) == [8]
+    assert items(split.train, 20) == [7]
+
+
+def test_ids_are_contiguous_indices():
+    rows = [(u, i, t, 1.0) for u in (5, 9) for t, i in enumerate((100, 200, 300))]
+    split = split_interactions(table(rows), {})
+    assert set(split.train["user"]) <= {0, 1}
+    assert sorted(split.item_index["source_id"]) == [100, 200, 300]
+    assert split.n_items == 3
+
+
+def test_too_few_interactions_for_leave_one_out_is_a_clear_error():
+    rows = [(1, 1, 1, 1.0), (1, 2, 2, 1.0), (2, 1, 1, 1.0), (2, 2, 2, 1.0), (2, 3, 3, 1.0)]
+    with pytest.raises(DataError, match=r"fewer than 3 interactions.*min_user_interactions"):
+        split_interactions(table(rows), {"method": "leave_one_out"})
+    # the filter drops that user instead
+    split = split_interactions(table(rows), {"min_user_interactions": 3})
+    assert split.n_users == 1
+
+
+def test_k_core_is_iterative():
+    rows = [(1, 1, 0, 1.0), (1, 2, 1, 1.0), (2, 1, 0, 1.0), (2, 2, 1, 1.0), (3, 3, 0, 1.0)]
+    kept = k_core(table(rows), min_user=2, min_item=2)
+    assert set(kept["user"]) == {1, 2}
+
+
+def test_rating_threshold_keeps_high_ratings_only():
+    rows = [(1, i, i, float(r)) for i, r in enumerate([5, 4, 1, 5, 2, 4])]
+    split = split_interactions(table(rows), {"rating_threshold": 4})
+    assert len(split.train) + len(split.validation) + len(split.test) == 4
+
+
+def test_temporal_split_has_no_future_in_train():
+    rng = np.random.default_rng(0)
+    rows = [(u, i, int(rng.integers(0, 1000)), 1.0) for u in range(30) for i in range(20)]
+    split = split_interactions(
+        table(rows), {"method": "temporal", "test_fraction": 0.2, "validation_fraction": 0.1}
+    )
+    assert split.train["timestamp"].max() < split.validation["timestamp"].min()
+    assert split.validation["timestamp"].max() < split.test["timestamp"].min()
+
+
+def test_random_split_is_seeded():
+    rows = [(u, i, i, 1.0) for u in range(20) for i in range(20)]
+    a = split_interactions(table(rows), {"method": "random", "seed": 3})
+    b = split_interactions(table(rows), {"method": "random", "seed": 3})
+    pd.testing.assert_frame_equal(a.test, b.test)
+    assert 0.1 < len(a.test) / len(rows) < 0.3
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"method": "shuffle"}, "split.method"),
+        ({"method": "random", "test_fraction": 1.5}, "split.test_fraction"),
+        ({"rating_threshold": 4}, "no 'rating' column"),
+    ],
+)
+def test_invalid_split_parameters(params, message):
+    rows = pd.DataFrame({"user": [1, 1, 1], "item": [1, 2, 3], "timestamp": [1, 2, 3]})
+    with pytest.raises(ConfigError, match=message):
+        split_interactions(validate_interactions(rows, "t"), params)
+
+
+def test_given_split_keeps_test_as_given():
+    rows = pd.DataFrame(
+        {
+            "user": [0, 0, 0, 1, 1, 1],
+            "item": [1, 2, 3, 1, 2, 4],
+            "timestamp": [1, 2, 3, 1, 2, 3],
+            "split": ["train", "train", "test", "train", "train", "test"],
+        }
+    )
+    split = split_interactions(validate_interactions(rows, "t"), {"method": "given"})
+    assert len(split.test) == 2 and len(split.validation) == 2 and len(split.train) == 2
+
+
+@pytest.mark.parametrize(
+    ("frame", "message"),
+    [
+        (pd.DataFrame({"user": [1], "item": [2]}), "missing column"),
+        (pd.DataFrame({"user": [], "item": [], "timestamp": []}), "empty"),
+        (pd.DataFrame({"user": ["a"], "item": [2], "timestamp": [3]}), "'user' must be numeric"),
+        (pd.DataFrame({"user": [1], "item": [2], "timestamp": [None]}), "'timestamp' has missing"),
+        (pd.DataFrame({"user": [1.5], "item": [2], "timestamp": [3]}), "'user' must hold integers"),
+    ],
+)
+def test_canonical_table_validation(frame, message):
+    with pytest.raises(DataError, match=message):
+        validate_interactions(frame, "my.csv")
