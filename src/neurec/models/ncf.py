@@ -1,0 +1,78 @@
+"""NCF's MLP (He et al., "Neural Collaborative Filtering", 2017), registered as ``ncf``.
+
+User and item embeddings are concatenated and fed through a tower of ReLU layers that
+halves in width, then a linear output layer (Eq. 10). ``layers`` follows the paper and the
+authors' code: ``layers[0]`` is the concatenated embedding size (so each embedding has
+``layers[0] / 2``), the rest are the hidden layers; the default [64, 32, 16, 8] is the
+paper's 3-layer tower with 8 predictive factors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from itertools import pairwise
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from neurec.models.base import register
+from neurec.models.ncf_training import (
+    NCFFamilyRecommender,
+    NCFTrainingConfig,
+    PredictionNet,
+    paper_embedding,
+)
+
+
+def check_layers(field_name: str, layers: tuple[int, ...]) -> None:
+    """For a config's ``__post_init__``: a tower of >= 2 positive sizes, the first even."""
+    if len(layers) < 2 or min(layers) < 1 or layers[0] % 2:
+        raise ValueError(
+            f"{field_name}: expected at least two positive sizes, the first even (it is the "
+            f"user and item embeddings side by side), e.g. [64, 32, 16, 8]; got {list(layers)}"
+        )
+
+
+@dataclass
+class NCFConfig(NCFTrainingConfig):
+    layers: tuple[int, ...] = (64, 32, 16, 8)
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_layers("layers", self.layers)
+
+
+class MLPLayers(nn.Module):
+    """The MLP branch: ``weight . tower([p_u; q_i])`` for every user x candidate pair."""
+
+    def __init__(self, n_users: int, n_items: int, layers: tuple[int, ...]) -> None:
+        super().__init__()
+        self.width = layers[-1]
+        self.user = paper_embedding(n_users, layers[0] // 2)
+        self.item = paper_embedding(n_items, layers[0] // 2)
+        self.tower = nn.ModuleList(nn.Linear(a, b) for a, b in pairwise(layers))
+
+    def forward(self, users: torch.Tensor, items: torch.Tensor, weight: torch.Tensor):
+        first, half = self.tower[0], self.user.embedding_dim
+        # W [p; q] + b = (W_p p + b) + W_q q: each half once per user / item, not per pair
+        user = F.linear(self.user(users), first.weight[:, :half], first.bias)  # [B, H]
+        item = F.linear(self.item(items), first.weight[:, half:])  # [B or 1, C, H]
+        # feature-major [H, B * C] from here: the rest are wide matrix products, which run
+        # about twice as fast on CPU as tall-skinny [B * C, H] ones at these widths
+        hidden = torch.relu(user.T[:, :, None] + item.permute(2, 0, 1))
+        shape = hidden.shape[1:]
+        hidden = hidden.reshape(len(hidden), -1)
+        for layer in self.tower[1:]:
+            hidden = torch.relu(torch.addmm(layer.bias[:, None], layer.weight, hidden))
+        return (weight @ hidden).view(shape)
+
+
+@register
+class NCF(NCFFamilyRecommender):
+    name = "ncf"
+    config_class = NCFConfig
+    config: NCFConfig
+
+    def build_module(self) -> nn.Module:
+        return PredictionNet({"mlp": MLPLayers(self.n_users, self.n_items, self.config.layers)})
