@@ -15,6 +15,7 @@ from neurec.models import registry
 from neurec.models.autoencoder import multinomial_nll, training_users
 from neurec.models.multvae import kl_weight
 from neurec.pipeline_registry import register_pipelines
+from neurec.recommend import item_popularity, recommend, recommend_users
 from tests.conftest import make_split
 from tests.test_pipeline import SMALL_DATA, kedro_run
 
@@ -47,7 +48,7 @@ def test_batches_and_scores_have_the_right_shapes(name, synthetic_split):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_scores_are_read_from_the_given_history_not_the_user_id(name, synthetic_split, tmp_path):
-    _, (train, _, _) = synthetic_split
+    split, (train, _, _) = synthetic_split
     model = build(name, train, epochs=2)
     model.fit(train)
     history = train.histories.of(0)
@@ -64,6 +65,14 @@ def test_scores_are_read_from_the_given_history_not_the_user_id(name, synthetic_
     loaded = load_model(tmp_path / "model.pt")
     assert loaded.config == model.config and loaded.config.hidden_dims == (32,)
     assert torch.equal(loaded.score(np.arange(3), histories), scores)
+    # served to a user the model never saw, user 0's items give user 0's recommendations
+    popularity = item_popularity(split.train, split.n_items)
+    source_ids = split.item_index["source_id"].to_numpy()
+    new_user = recommend(
+        model, source_ids[history].tolist(), 10, item_index=split.item_index, popularity=popularity
+    )
+    known, _ = recommend_users(model, np.array([0]), train.histories, 10, popularity, [True])
+    assert new_user.strategy == "model" and new_user.items == source_ids[known[0]].tolist()
 
 
 @pytest.mark.parametrize("name", MODELS)

@@ -86,6 +86,7 @@ class AutoencoderRecommender(TorchRecommender):
     """Batches of whole user rows in; the module's ``forward(x)`` returns item logits."""
 
     config: AutoencoderConfig
+    uses_history = True  # no user vector: a new user is scored from their items alone
 
     def training_batches(
         self, train: Interactions, rng: np.random.Generator
