@@ -29,7 +29,7 @@ from neurec.training import TorchConfig, TorchRecommender
 
 @dataclass
 class AutoencoderConfig(TorchConfig):
-    """Paper defaults (Sec. 4.3 and the authors' notebook): Adam 1e-3, batches of 500 users."""
+    """Paper defaults (and the authors' notebook): Adam 1e-3, batches of 500 users."""
 
     epochs: int = 200
     batch_size: int = 500  # users per batch
@@ -49,12 +49,12 @@ class AutoencoderConfig(TorchConfig):
 
 def mlp(dims: list[int]) -> nn.Sequential:
     """Linear layers with tanh between them (none after the last), initialised as the
-    authors did: Glorot-uniform weights, biases ~ N(0, 0.001)."""
+    authors did: Glorot-uniform weights, biases ~ N(0, 0.001) truncated at 2 sigma."""
     layers: list[nn.Module] = []
     for i, (d_in, d_out) in enumerate(pairwise(dims)):
         linear = nn.Linear(d_in, d_out)
         nn.init.xavier_uniform_(linear.weight)
-        nn.init.normal_(linear.bias, std=0.001)
+        nn.init.trunc_normal_(linear.bias, std=0.001, a=-0.002, b=0.002)
         layers.append(linear)
         if i < len(dims) - 2:
             layers.append(nn.Tanh())
@@ -73,7 +73,7 @@ class NormaliseAndDrop(nn.Module):
 
 
 def multinomial_nll(logits: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    """-sum_i x_ui log softmax(logits_u)_i, averaged over the users of the batch (Eq. 2)."""
+    """-sum_i x_ui log softmax(logits_u)_i, averaged over the users of the batch."""
     return -(F.log_softmax(logits, dim=1) * x).sum(dim=1).mean()
 
 

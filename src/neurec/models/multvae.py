@@ -3,7 +3,7 @@
 A variational autoencoder over a user's whole item vector: the encoder q(z|x)
 [n_items -> 600 -> 2 x 200] gives the mean and log-variance of a Gaussian latent, the
 decoder [200 -> 600 -> n_items] maps a sample to logits, and training minimises the
-multinomial negative log-likelihood plus beta * KL(q(z|x) || N(0, I)) (Eq. 6, the
+multinomial negative log-likelihood plus beta * KL(q(z|x) || N(0, I)) (the paper's
 "partially regularised" ELBO). Input, MLP, batching, loss and scoring are shared with
 Mult-DAE in ``autoencoder.py``.
 
@@ -65,7 +65,7 @@ class VariationalAutoencoder(nn.Module):
         return mean, log_var
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # prediction decodes the posterior mean, no sampling (Sec. 2.3)
+        # prediction decodes the posterior mean, no sampling (as the paper does)
         return self.decoder(self.encode(x)[0])
 
 
