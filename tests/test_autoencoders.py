@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from neurec.benchmark import parse_model_spec
 from neurec.datasets import load_model, save_model
 from neurec.errors import ConfigError
 from neurec.evaluation import EvaluationData, EvaluationSettings, evaluate, make_validator
@@ -151,6 +152,13 @@ def test_vae_loss_adds_beta_times_kl_and_dae_loss_is_the_likelihood_alone(synthe
 def test_bad_parameters_name_the_field(name, params, field):
     with pytest.raises(ConfigError, match=rf"parameter {field}"):
         registry()[name].from_params(params, 10, 20)
+
+
+def test_benchmark_takes_a_list_valued_override():
+    spec = "multvae:hidden_dims=[600,300],beta=0.1"
+    assert parse_model_spec(spec) == ("multvae", {"hidden_dims": [600, 300], "beta": 0.1})
+    config = registry()["multvae"].from_params(parse_model_spec(spec)[1], 10, 20).config
+    assert config.hidden_dims == (600, 300)
 
 
 @pytest.mark.slow
