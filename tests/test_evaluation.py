@@ -1,3 +1,4 @@
+import json
 from collections.abc import Mapping
 
 import numpy as np
@@ -111,3 +112,38 @@ def test_histories_padding_and_append(synthetic_split):
     np.testing.assert_array_equal(joined.of(user), expected)
     padded = joined.padded(np.array([user]), max_len=5)
     np.testing.assert_array_equal(padded[0], expected[-5:] + 1)
+
+
+def test_given_candidates_rank_each_distinct_item_once(tmp_path, project_copy):
+    """NCF files: the positive and repeated negatives among the 99 count once, as the
+    authors' evaluation (an item -> score map) counts them."""
+    from tests.test_pipeline import kedro_run
+
+    rng = np.random.default_rng(0)
+    n_users, n_items = 30, 60
+    train_lines, test_lines, negative_lines = [], [], []
+    for user in range(n_users):
+        items = rng.choice(n_items, size=12, replace=False)
+        train_lines += [f"{user}\t{i}\t5\t{t}" for t, i in enumerate(items[:-1])]
+        test_lines.append(f"{user}\t{items[-1]}\t5\t99")
+        negatives = list(rng.choice(np.setdiff1d(np.arange(n_items), items), size=4))
+        negatives.append(items[-1] if user % 2 else negatives[0])  # positive or a repeat
+        negative_lines.append(f"({user},{items[-1]})\t" + "\t".join(map(str, negatives)))
+    prefix = tmp_path / "toy"
+    (tmp_path / "toy.train.rating").write_text("\n".join(train_lines) + "\n")
+    (tmp_path / "toy.test.rating").write_text("\n".join(test_lines) + "\n")
+    (tmp_path / "toy.test.negative").write_text("\n".join(negative_lines) + "\n")
+    kedro_run(
+        project_copy,
+        "most_popular",
+        {
+            "data": {"source": "ncf", "path": str(prefix)},
+            "split": {"method": "given", "min_user_interactions": 0},
+            "evaluation": {"protocols": ["full", "sampled_given_5"]},
+        },
+    )
+    metrics = json.loads((project_copy / "data/08_reporting/metrics.json").read_text())
+    given = metrics["models"]["most_popular"]["metrics"]["sampled_given_5"]
+    # at most 5 distinct competitors incl. the target: a rank beyond 5 is impossible
+    assert given["HR@5"] == 1.0
+    assert metrics["dataset"]["test_interactions"] == n_users

@@ -15,7 +15,7 @@ from neurec.pipeline_registry import register_pipelines
 from neurec.sampling import PairLookup, sample_training_negatives
 from neurec.training import TorchConfig, TorchRecommender
 
-SMALL_DATA = {"data": {"options": {"n_users": 120, "n_items": 250, "mean_length": 20}}}
+SMALL_DATA = {"data": {"synthetic": {"n_users": 120, "n_items": 250, "mean_length": 20}}}
 
 
 def kedro_run(project, pipeline="__default__", params=None):

@@ -51,7 +51,7 @@ def _write(folder: Path, name: str, text: str, encoding: str = "utf-8") -> Path:
 
 
 def _local(path: Path, **settings):
-    return load_source({"source": "movielens", "path": str(path), "options": settings})
+    return load_source({"source": "movielens", "path": str(path), "movielens": settings})
 
 
 # --- local copies -----------------------------------------------------------------------
@@ -157,24 +157,24 @@ def test_missing_local_files(tmp_path):
 @pytest.mark.parametrize(
     ("settings", "fragment"),
     [
-        ({"variant": "10m"}, "parameter data.options.variant"),
-        ({"varient": "1m"}, "parameter data.options.varient"),
-        ({"url": "ftp://example.org"}, "parameter data.options.url"),
-        ({"url": 5}, "parameter data.options.url"),
-        ({"sha256": "abc"}, "parameter data.options.sha256"),
-        ({"md5": "z" * 32}, "parameter data.options.md5"),
-        ({"cache_dir": ""}, "parameter data.options.cache_dir"),
+        ({"variant": "10m"}, "parameter data.movielens.variant"),
+        ({"varient": "1m"}, "parameter data.movielens.varient"),
+        ({"url": "ftp://example.org"}, "parameter data.movielens.url"),
+        ({"url": 5}, "parameter data.movielens.url"),
+        ({"sha256": "abc"}, "parameter data.movielens.sha256"),
+        ({"md5": "z" * 32}, "parameter data.movielens.md5"),
+        ({"cache_dir": ""}, "parameter data.movielens.cache_dir"),
     ],
 )
 def test_bad_settings_are_config_errors(settings, fragment):
     with pytest.raises(ConfigError, match=re.escape(fragment)):
-        load_source({"source": "movielens", "options": settings})
+        load_source({"source": "movielens", "movielens": settings})
 
 
 def test_cache_dir_that_cannot_be_created(tmp_path):
     blocker = _write(tmp_path, "file", "x")
-    with pytest.raises(ConfigError, match=r"data\.options\.cache_dir: cannot create"):
-        load_source({"source": "movielens", "options": {"cache_dir": str(blocker / "sub")}})
+    with pytest.raises(ConfigError, match=r"data\.movielens\.cache_dir: cannot create"):
+        load_source({"source": "movielens", "movielens": {"cache_dir": str(blocker / "sub")}})
 
 
 # --- download -----------------------------------------------------------------------------
@@ -231,7 +231,7 @@ def server(tmp_path, monkeypatch):
 
 
 def _download(cache: Path, **settings):
-    return load_source({"source": "movielens", "options": {"cache_dir": str(cache), **settings}})
+    return load_source({"source": "movielens", "movielens": {"cache_dir": str(cache), **settings}})
 
 
 def test_download_over_http_verifies_extracts_and_caches(server, tmp_path):

@@ -101,8 +101,8 @@ def test_malformed_rating_files_are_data_errors(tmp_path):
 def test_parameters(tmp_path):
     with pytest.raises(ConfigError, match=r"parameter data\.path"):
         load_source({"source": "ncf"})
-    with pytest.raises(ConfigError, match=r"data\.options\.variant"):
-        load_source({"source": "ncf", "path": "x", "options": {"variant": "1m"}})
+    with pytest.raises(ConfigError, match=r"data\.ncf\.variant"):
+        load_source({"source": "ncf", "path": "x", "ncf": {"variant": "1m"}})
 
 
 def test_real_ml_1m_test_files(tmp_path):

@@ -49,5 +49,5 @@ def test_missing_file_and_parameters(tmp_path):
         _load(tmp_path / "absent.txt")
     with pytest.raises(ConfigError, match=r"parameter data\.path"):
         load_source({"source": "sequences"})
-    with pytest.raises(ConfigError, match=r"data\.options\.sep"):
-        _load(tmp_path / "absent.txt", options={"sep": " "})
+    with pytest.raises(ConfigError, match=r"data\.sequences\.sep"):
+        _load(tmp_path / "absent.txt", sequences={"sep": " "})

@@ -27,7 +27,7 @@ def _write(tmp_path, name, text, encoding="utf-8"):
 
 
 def _csv(path, **settings):
-    return {"source": "csv", "path": str(path), "options": settings}
+    return {"source": "csv", "path": str(path), "csv": settings}
 
 
 def test_csv_maps_columns_and_converts_iso_timestamps(tmp_path):
@@ -69,7 +69,7 @@ def test_parquet_datetimes_become_epoch_seconds(tmp_path):
         {
             "source": "parquet",
             "path": str(path),
-            "options": {"columns": {"user": "u", "item": "i", "timestamp": "when"}},
+            "parquet": {"columns": {"user": "u", "item": "i", "timestamp": "when"}},
         }
     ).interactions
     assert naive["timestamp"].tolist() == [60, 1577836800]
@@ -77,7 +77,7 @@ def test_parquet_datetimes_become_epoch_seconds(tmp_path):
         {
             "source": "parquet",
             "path": str(path),
-            "options": {"columns": {"user": "u", "item": "i", "timestamp": "zoned"}},
+            "parquet": {"columns": {"user": "u", "item": "i", "timestamp": "zoned"}},
         }
     ).interactions
     assert zoned["timestamp"].tolist() == [1577836800, 1577840400]
@@ -94,7 +94,7 @@ def test_parquet_numeric_columns_pass_through(tmp_path):
     ("text", "columns", "fragments"),
     [
         (SHOP_CSV, {**SHOP_COLUMNS, "timestamp": "time"}, ["'time'", "timestamp", "'ts'"]),
-        ("user,item,ts\n1,2,3\n", None, ["no column 'timestamp'", "data.options.columns"]),
+        ("user,item,ts\n1,2,3\n", None, ["no column 'timestamp'", "data.csv.columns"]),
         ("user,item,timestamp\nC1,2,3\n", None, ["column 'user'", "'C1'", "row 1"]),
         ("user,item,timestamp\n1,2,3\n1,2,yesterday\n", None, ["'timestamp'", "'yesterday'"]),
         ("user,item,timestamp\n1,,3\n", None, ["column 'item'", "missing value"]),
@@ -143,9 +143,9 @@ def test_unreadable_parquet_is_a_data_error(tmp_path):
     [
         ({"source": "csv"}, "parameter data.path"),
         ({"source": "csv", "path": 3}, "parameter data.path"),
-        ({"source": "csv", "path": "x.csv", "options": ["sep"]}, "parameter data.options"),
-        ({"source": "csv", "path": "x.csv", "options": {"sepp": ";"}}, "data.options.sepp"),
-        ({"source": "csv", "path": "x.csv", "options": {"sep": ""}}, "data.options.sep"),
+        ({"source": "csv", "path": "x.csv", "csv": ["sep"]}, "parameter data.csv"),
+        ({"source": "csv", "path": "x.csv", "csv": {"sepp": ";"}}, "data.csv.sepp"),
+        ({"source": "csv", "path": "x.csv", "csv": {"sep": ""}}, "data.csv.sep"),
     ],
 )
 def test_bad_parameters_are_config_errors(options, fragment):
@@ -156,9 +156,9 @@ def test_bad_parameters_are_config_errors(options, fragment):
 @pytest.mark.parametrize(
     ("columns", "fragment"),
     [
-        ("user", "data.options.columns"),
-        ({"customer": "c"}, "data.options.columns.customer"),
-        ({"user": 5}, "data.options.columns.user"),
+        ("user", "data.csv.columns"),
+        ({"customer": "c"}, "data.csv.columns.customer"),
+        ({"user": 5}, "data.csv.columns.user"),
     ],
 )
 def test_bad_column_mappings_are_config_errors(tmp_path, columns, fragment):

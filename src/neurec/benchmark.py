@@ -199,7 +199,7 @@ def main(argv: list[str] | None = None) -> int:
     params = project_parameters()
     data_params = dict(params["data"])
     if args.source:
-        data_params = {"source": args.source, "path": args.path, "options": {}}
+        data_params = {"source": args.source, "path": args.path}
     elif args.path:
         data_params["path"] = args.path
     split_params = dict(params["split"]) | ({"method": args.split} if args.split else {})

@@ -180,6 +180,17 @@ def _padded_targets(targets: Histories, users: np.ndarray) -> tuple[np.ndarray, 
     return items, valid
 
 
+def _repeated_in_row(items: np.ndarray) -> np.ndarray:
+    """True where an item already appeared earlier in the same row."""
+    order = np.argsort(items, axis=1, kind="stable")
+    ordered = np.take_along_axis(items, order, axis=1)
+    repeated_sorted = np.zeros_like(items, dtype=bool)
+    repeated_sorted[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
+    repeated = np.zeros_like(repeated_sorted)
+    np.put_along_axis(repeated, order, repeated_sorted, axis=1)
+    return repeated
+
+
 def _item_mask(history: Histories, users: np.ndarray) -> torch.Tensor:
     """Boolean [len(users), n_items] marking each user's items in ``history``."""
     mask = torch.zeros((len(users), history.n_items), dtype=torch.bool)
@@ -210,16 +221,15 @@ def score_protocol(
             target_items, target_valid = _padded_targets(targets, batch)
             negs = negatives[start : start + len(batch)]
             items = np.concatenate([target_items, negs], axis=1)
-            # a given negative equal to a target is the same item, ranked once (as the
-            # NCF authors' evaluation does through its item -> score map)
-            duplicate = negs[:, :, None] == np.where(target_valid, target_items, -1)[:, None, :]
+            # a given negative equal to a target, or to an earlier negative, is the same item
+            # ranked once (as the NCF authors' evaluation does through its item -> score map)
+            known_targets = np.where(target_valid, target_items, -1)[:, None, :]
+            duplicate = (negs[:, :, None] == known_targets).any(axis=2) | _repeated_in_row(negs)
             scores = model.score(batch, history, items)
             is_target = torch.as_tensor(
                 np.concatenate([target_valid, np.zeros_like(negs, dtype=bool)], axis=1)
             )
-            is_valid = torch.as_tensor(
-                np.concatenate([target_valid, ~duplicate.any(axis=2)], axis=1)
-            )
+            is_valid = torch.as_tensor(np.concatenate([target_valid, ~duplicate], axis=1))
         device = scores.device
         metrics = ranking_metrics(scores.float(), is_target.to(device), is_valid.to(device), ks)
         if protocol.is_full:

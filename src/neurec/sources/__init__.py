@@ -1,7 +1,10 @@
 """Data sources: each turns ``data`` parameters into the canonical interaction table.
 
-A source module exposes ``load(options: Mapping[str, Any]) -> SourceData`` where
-``options`` is the whole ``data`` parameters block. Register new ones in ``SOURCES``.
+The ``data`` parameters name the source, an optional ``path`` and one settings block per
+source (``data.synthetic``, ``data.movielens``, ...), so switching ``data.source`` never
+trips over another source's settings. A source module exposes
+``load(options: Mapping[str, Any]) -> SourceData`` and receives ``{"source", "path",
+"options"}`` with ``options`` = its own block. Register new ones in ``SOURCES``.
 """
 
 from __future__ import annotations
@@ -51,8 +54,14 @@ def load_source(options: Mapping[str, Any]) -> SourceData:
         raise ConfigError(
             f"parameter data.source: unknown source {name!r}; expected one of {sorted(SOURCES)}"
         )
+    unknown = sorted(set(options) - {"source", "path", *SOURCES})
+    if unknown:
+        raise ConfigError(
+            f"parameter data.{unknown[0]}: unknown; the data block takes 'source', 'path' and "
+            f"one settings block per source ({sorted(SOURCES)})"
+        )
     module = importlib.import_module(f"neurec.sources.{SOURCES[name]}")
-    data = module.load(options)
+    data = module.load({"source": name, "path": options.get("path"), "options": options.get(name)})
     origin = str(options.get("path") or f"data source '{name}'")
     data.interactions = validate_interactions(data.interactions, origin)
     return data

@@ -2,7 +2,7 @@
 
 With ``data.path`` the file's own content tells its format (``u.data``, ``ratings.dat`` or
 ``ratings.csv`` layout), so renamed or partial copies read the same way. Without it the
-archive of ``data.options.variant`` is downloaded once into ``data.options.cache_dir``,
+archive of ``data.movielens.variant`` is downloaded once into ``data.movielens.cache_dir``,
 checked against its published checksums and kept; MovieLens may not be redistributed,
 so the project never ships a copy.
 """
@@ -175,7 +175,7 @@ def _check(part: Path, url: str, expected: Mapping[str, str], size: str | None) 
     if mismatch:
         raise DataError(
             f"{url}: downloaded archive fails its check ({mismatch}); it was discarded. "
-            "For a custom archive set data.options.sha256 or data.options.md5"
+            "For a custom archive set data.movielens.sha256 or data.movielens.md5"
         )
 
 
@@ -243,7 +243,7 @@ def _variant(settings: Mapping[str, Any]) -> Variant:
     name = settings.get("variant", "100k")
     if name not in VARIANTS:
         raise ConfigError(
-            f"parameter data.options.variant: unknown MovieLens variant {name!r}; "
+            f"parameter data.movielens.variant: unknown MovieLens variant {name!r}; "
             f"expected one of {list(VARIANTS)}"
         )
     return VARIANTS[name]
@@ -258,7 +258,7 @@ def _expected_digests(settings: Mapping[str, Any], variant: Variant) -> dict[str
             continue
         if not isinstance(value, str) or not re.fullmatch(f"[0-9a-fA-F]{{{length}}}", value):
             raise ConfigError(
-                f"parameter data.options.{name}: expected {length} hexadecimal digits, "
+                f"parameter data.movielens.{name}: expected {length} hexadecimal digits, "
                 f"got {value!r}"
             )
         given[name] = value.lower()
@@ -266,12 +266,12 @@ def _expected_digests(settings: Mapping[str, Any], variant: Variant) -> dict[str
 
 
 def _archive_url(settings: Mapping[str, Any], variant: Variant) -> str:
-    """``data.options.url`` is the folder holding ``ml-<variant>.zip``, or the archive itself."""
+    """``data.movielens.url`` is the folder holding ``ml-<variant>.zip``, or the archive itself."""
     base = settings.get("url", DEFAULT_URL)
     scheme = urllib.parse.urlsplit(base).scheme if isinstance(base, str) else None
     if scheme not in ("http", "https", "file"):
         raise ConfigError(
-            f"parameter data.options.url: expected an http(s):// or file:// URL, got {base!r}"
+            f"parameter data.movielens.url: expected an http(s):// or file:// URL, got {base!r}"
         )
     return base if base.endswith(".zip") else f"{base.rstrip('/')}/{variant.folder}.zip"
 
@@ -279,13 +279,13 @@ def _archive_url(settings: Mapping[str, Any], variant: Variant) -> str:
 def _cache_dir(settings: Mapping[str, Any]) -> Path:
     value = settings.get("cache_dir", DEFAULT_CACHE_DIR)
     if not isinstance(value, str | os.PathLike) or value == "":
-        raise ConfigError(f"parameter data.options.cache_dir: expected a folder, got {value!r}")
+        raise ConfigError(f"parameter data.movielens.cache_dir: expected a folder, got {value!r}")
     folder = Path(value).expanduser()
     try:
         folder.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise ConfigError(
-            f"parameter data.options.cache_dir: cannot create {folder} ({exc.strerror})"
+            f"parameter data.movielens.cache_dir: cannot create {folder} ({exc.strerror})"
         ) from None
     return folder
 

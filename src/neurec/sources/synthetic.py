@@ -51,7 +51,7 @@ class SyntheticConfig:
         for name, ok in checks.items():
             if not ok:
                 raise ConfigError(
-                    f"parameter data.options.{name}: invalid value {getattr(self, name)!r} "
+                    f"parameter data.synthetic.{name}: invalid value {getattr(self, name)!r} "
                     "(need n_users >= 2, n_items >= 10, 3 <= min_length <= mean_length < "
                     "n_items/2, 0 <= sequential_strength <= 1, successors >= 1)"
                 )
@@ -63,7 +63,7 @@ def config_from_options(options: Mapping[str, Any]) -> SyntheticConfig:
     unknown = sorted(set(given) - known)
     if unknown:
         raise ConfigError(
-            f"parameter data.options: unknown key(s) {unknown} for the synthetic source; "
+            f"parameter data.synthetic: unknown key(s) {unknown} for the synthetic source; "
             f"expected some of {sorted(known)}"
         )
     return SyntheticConfig(**given)

@@ -29,11 +29,11 @@ _SEPARATOR_NAMES = {"\t": "tabs", None: "whitespace"}
 
 
 def load(options: Mapping[str, Any]) -> SourceData:
-    """Load a user's ``csv`` or ``parquet`` table; ``data.options.columns`` maps its names."""
+    """Load a user's ``csv`` or ``parquet`` table; ``data.<csv|parquet>.columns`` maps names."""
     settings = source_options(options, allowed=("columns", "sep"))
     sep = settings.get("sep", ",")
     if not isinstance(sep, str) or not sep:
-        raise ConfigError(f"parameter data.options.sep: expected a non-empty string, got {sep!r}")
+        raise ConfigError(f"parameter data.csv.sep: expected a non-empty string, got {sep!r}")
     path = require_file(source_path(options))
     kind = options.get("source")
     table = read_mapped(path, kind, settings.get("columns"), sep=sep)
@@ -54,19 +54,20 @@ def source_path(options: Mapping[str, Any]) -> Path:
 
 
 def source_options(options: Mapping[str, Any], allowed: Collection[str]) -> Mapping[str, Any]:
-    """The ``data.options`` block (empty when absent); unknown keys are refused as typos."""
+    """The ``data.<source>`` block (empty when absent); unknown keys are refused as typos."""
     settings = options.get("options")
     if settings is None:
         return {}
     if not isinstance(settings, Mapping):
         raise ConfigError(
-            f"parameter data.options: expected a mapping of settings, got {settings!r}"
+            f"parameter data.{options.get('source')}: expected a mapping of settings, "
+            f"got {settings!r}"
         )
     unknown = sorted(str(key) for key in settings if key not in allowed)
     if unknown:
         expected = f"expected some of {sorted(allowed)}" if allowed else "it takes none"
         raise ConfigError(
-            f"parameter data.options.{unknown[0]}: unknown setting for source "
+            f"parameter data.{options.get('source')}.{unknown[0]}: unknown setting for source "
             f"{options.get('source')!r}; {expected}"
         )
     return settings
@@ -118,12 +119,12 @@ def read_mapped(path: Path, kind: str, columns: Any, sep: str = ",") -> pd.DataF
     pandas ignores surplus fields on a line when asked for some columns only, and such a
     line (an unquoted separator inside a value) must fail rather than shift silently.
     """
-    mapping = _column_mapping(columns)
+    mapping = _column_mapping(columns, f"data.{kind}.columns")
     if kind == "csv":
         table = _read_csv(path, sep)
-        wanted = _resolve(path, mapping, list(table.columns))
+        wanted = _resolve(path, mapping, list(table.columns), f"data.{kind}.columns")
     else:
-        wanted = _resolve(path, mapping, _parquet_header(path))
+        wanted = _resolve(path, mapping, _parquet_header(path), f"data.{kind}.columns")
         table = _read_parquet(path, list(dict.fromkeys(wanted.values())))
     if table.empty:
         raise DataError(f"{path}: the table has columns but no rows")
@@ -137,7 +138,9 @@ def read_mapped(path: Path, kind: str, columns: Any, sep: str = ",") -> pd.DataF
     return out
 
 
-def _resolve(path: Path, mapping: Mapping[str, str], available: list[str]) -> dict[str, str]:
+def _resolve(
+    path: Path, mapping: Mapping[str, str], available: list[str], where: str
+) -> dict[str, str]:
     """Canonical name -> the file's column, for each canonical column the table provides."""
     wanted = {}
     for canonical in CANONICAL:
@@ -146,13 +149,13 @@ def _resolve(path: Path, mapping: Mapping[str, str], available: list[str]) -> di
             wanted[canonical] = name
         elif canonical in mapping:
             raise DataError(
-                f"{path}: no column {name!r}, which data.options.columns.{canonical} names; "
+                f"{path}: no column {name!r}, which {where}.{canonical} names; "
                 f"the file has columns {available}"
             )
         elif canonical != "rating":
             raise DataError(
                 f"{path}: no column {canonical!r}; the file has columns {available}; "
-                f"name the one to use with data.options.columns.{canonical}"
+                f"name the one to use with {where}.{canonical}"
             )
     return wanted
 
@@ -200,24 +203,22 @@ def _refuse_missing(values: pd.Series, where: str) -> None:
         raise DataError(f"{where}: missing value at data row {row + 1}")
 
 
-def _column_mapping(columns: Any) -> dict[str, str]:
+def _column_mapping(columns: Any, where: str) -> dict[str, str]:
     if columns is None:
         return {}
     if not isinstance(columns, Mapping):
         raise ConfigError(
-            "parameter data.options.columns: expected a mapping from canonical names "
+            f"parameter {where}: expected a mapping from canonical names "
             f"{list(CANONICAL)} to the file's column names, got {columns!r}"
         )
     for key, name in columns.items():
         if key not in CANONICAL:
             raise ConfigError(
-                f"parameter data.options.columns.{key}: unknown canonical column; "
+                f"parameter {where}.{key}: unknown canonical column; "
                 f"expected some of {list(CANONICAL)}"
             )
         if not isinstance(name, str) or not name:
-            raise ConfigError(
-                f"parameter data.options.columns.{key}: expected a column name, got {name!r}"
-            )
+            raise ConfigError(f"parameter {where}.{key}: expected a column name, got {name!r}")
     return dict(columns)
 
 
