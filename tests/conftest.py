@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -67,12 +68,20 @@ def empty_mlflow_store(request, tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def project_copy(tmp_path, monkeypatch, empty_mlflow_store) -> Path:
-    """A copy of the project's conf/ and pyproject in tmp, as cwd: runs write only there
-    (data/, and the MLflow store mlflow.db with its artifacts in mlruns/)."""
+def project_copy(tmp_path, monkeypatch, empty_mlflow_store) -> Iterator[Path]:
+    """A copy of the project's conf/, pyproject and .telemetry (no consent) in tmp, as cwd:
+    runs write only there (data/, and the MLflow store mlflow.db with artifacts in mlruns/)."""
+    import mlflow
+
     shutil.copytree(PROJECT_ROOT / "conf", tmp_path / "conf")
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    for name in ("pyproject.toml", ".telemetry"):
+        shutil.copy(PROJECT_ROOT / name, tmp_path / name)
     shutil.copy(empty_mlflow_store, tmp_path / "mlflow.db")
     (tmp_path / "src").mkdir()
     monkeypatch.chdir(tmp_path)
-    return tmp_path
+    # conf/base/mlflow.yml reads MLFLOW_TRACKING_URI, and MLflow exports the store it last
+    # used there: without this a run would log to the user's server or the previous test's
+    # store, not to this copy's default one.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield tmp_path
+    mlflow.set_tracking_uri(None)

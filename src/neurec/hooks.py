@@ -1,9 +1,8 @@
 """Kedro hooks: what a run records in MLflow beyond what kedro-mlflow logs by itself.
 
 kedro-mlflow opens one MLflow run per ``kedro run``, logs the parameters every node reads
-and the catalog's ``MlflowArtifactDataset`` files (models, report). These hooks add the
-numbers, read from the outputs of the per-model nodes, so the model library itself never
-imports MLflow:
+and the catalog's ``MlflowArtifactDataset`` files (the report). These hooks add what the
+per-model nodes output, so the model library itself never imports MLflow:
 
 * ``<model>.train.loss``, ``<model>.train.epoch_seconds``, ``<model>.validation.NDCG_at_10`` ...:
   the training history, one value per epoch (step = epoch);
