@@ -63,9 +63,14 @@ def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
     return name, overrides
 
 
-def project_parameters(conf_dir: Path = CONF_DIR) -> dict[str, Any]:
-    """The parameters `kedro run` would use (base environment), as plain dicts."""
-    loader = OmegaConfigLoader(str(conf_dir), base_env="base", default_run_env="base")
+def project_parameters(env: str = "benchmark", conf_dir: Path = CONF_DIR) -> dict[str, Any]:
+    """The parameters ``kedro run --env <env>`` would use (base merged softly with env)."""
+    loader = OmegaConfigLoader(
+        str(conf_dir),
+        base_env="base",
+        default_run_env=env,
+        merge_strategy={"parameters": "soft"},
+    )
     return dict(loader["parameters"])
 
 
@@ -195,12 +200,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocols", nargs="+", default=None, help="evaluation.protocols")
     parser.add_argument("--split", default=None, help="split.method")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument(
+        "--env",
+        default="benchmark",
+        help="Kedro environment merged over conf/base (default: benchmark, the full budget)",
+    )
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    params = project_parameters()
+    params = project_parameters(args.env)
     data_params = dict(params["data"])
     if args.source:
         data_params = {"source": args.source, "path": args.path}
@@ -214,6 +224,7 @@ def main(argv: list[str] | None = None) -> int:
         result = run_benchmark(data_params, split_params, evaluation_params, args.models, params)
     except NeurecError as error:
         parser.exit(2, f"error: {error}\n")
+    result["parameters_env"] = args.env
     print(f"threads: {result['torch_threads']}, wall time {result['wall_seconds']}s")
     if args.out:
         args.out.parent.mkdir(parents=True, exist_ok=True)
