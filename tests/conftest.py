@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -43,11 +44,44 @@ def synthetic_split():
     return make_split({"source": "synthetic"})
 
 
+@pytest.fixture(scope="session")
+def empty_mlflow_store(request, tmp_path_factory) -> Path:
+    """An MLflow SQLite store with its tables made, kept in pytest's cache per MLflow version.
+
+    A new store runs MLflow's whole chain of schema migrations (~10 s); every Kedro run in
+    the tests would pay that, so project copies start from a copy of this one instead.
+    """
+    import mlflow
+
+    cache = getattr(request.config, "cache", None)  # absent with -p no:cacheprovider
+    folder = (
+        cache.mkdir(f"mlflow-store-{mlflow.__version__}")
+        if cache is not None
+        else tmp_path_factory.mktemp("mlflow-store")
+    )
+    store = folder / "mlflow.db"
+    if not store.exists():
+        building = folder / f"building-{os.getpid()}.db"
+        mlflow.MlflowClient(f"sqlite:///{building}").search_experiments()
+        os.replace(building, store)  # atomic: a parallel session never sees half a store
+    return store
+
+
 @pytest.fixture
-def project_copy(tmp_path, monkeypatch) -> Path:
-    """A copy of the project's conf/ and pyproject in tmp, as cwd: runs write only there."""
+def project_copy(tmp_path, monkeypatch, empty_mlflow_store) -> Iterator[Path]:
+    """A copy of the project's conf/, pyproject and .telemetry (no consent) in tmp, as cwd:
+    runs write only there (data/, and the MLflow store mlflow.db with artifacts in mlruns/)."""
+    import mlflow
+
     shutil.copytree(PROJECT_ROOT / "conf", tmp_path / "conf")
-    shutil.copy(PROJECT_ROOT / "pyproject.toml", tmp_path / "pyproject.toml")
+    for name in ("pyproject.toml", ".telemetry"):
+        shutil.copy(PROJECT_ROOT / name, tmp_path / name)
+    shutil.copy(empty_mlflow_store, tmp_path / "mlflow.db")
     (tmp_path / "src").mkdir()
     monkeypatch.chdir(tmp_path)
-    return tmp_path
+    # conf/base/mlflow.yml reads MLFLOW_TRACKING_URI, and MLflow exports the store it last
+    # used there: without this a run would log to the user's server or the previous test's
+    # store, not to this copy's default one.
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    yield tmp_path
+    mlflow.set_tracking_uri(None)

@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import platform
+import re
 import time
 from pathlib import Path
 from typing import Any
@@ -46,12 +47,15 @@ CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
-    """``sasrec:loss=bce,max_len=50`` -> ("sasrec", {"loss": "bce", "max_len": 50})."""
+    """``sasrec:loss=bce,max_len=50`` -> ("sasrec", {"loss": "bce", "max_len": 50}).
+
+    A list value keeps its commas: ``multvae:hidden_dims=[600,300],beta=0.1``.
+    """
     name, _, rest = spec.partition(":")
     if name not in registry():
         raise ConfigError(f"--models: unknown model {name!r}; registered: {sorted(registry())}")
     overrides = {}
-    for pair in filter(None, rest.split(",")):
+    for pair in filter(None, re.split(r",(?![^\[]*\])", rest)):  # not inside [...]
         key, sep, value = pair.partition("=")
         if not sep:
             raise ConfigError(f"--models: expected key=value in {spec!r}, got {pair!r}")

@@ -11,11 +11,12 @@ from __future__ import annotations
 import dataclasses
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
-from kedro.io import AbstractVersionedDataset, DatasetError, Version
+from kedro.io import AbstractDataset, AbstractVersionedDataset, DatasetError, Version
 
 from neurec.models import Recommender, registry
 
@@ -79,3 +80,42 @@ class ModelDataset(AbstractVersionedDataset[Recommender, Recommender]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "version": self._version}
+
+
+@dataclass(frozen=True)
+class ModelShelf:
+    """The trained models in a folder, each loaded (latest version) only when asked for."""
+
+    path: Path
+
+    def names(self) -> list[str]:
+        return sorted(p.stem for p in self.path.glob("*.pt"))
+
+    def load(self, name: str) -> Recommender:
+        dataset = ModelDataset(str(self.path / f"{name}.pt"), Version(None, None))
+        if not dataset.exists():
+            raise DatasetError(
+                f"no trained model '{name}' in {self.path} (trained: {self.names() or 'none'}); "
+                f"train it first: kedro run --pipeline={name}"
+            )
+        return dataset.load()
+
+
+class TrainedModels(AbstractDataset[None, ModelShelf]):
+    """Read-only: every model the ``"{model}.model"`` factory saved under ``path``.
+
+    For nodes whose model is a parameter (``recommend.model``): a pipeline's inputs are
+    fixed when it is built, so the node takes this shelf and picks the model by name.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = Path(path)
+
+    def load(self) -> ModelShelf:
+        return ModelShelf(self._path)
+
+    def save(self, data: None) -> None:
+        raise DatasetError("trained models are read-only here; they are saved as '<model>.model'")
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": self._path.as_posix()}

@@ -3,6 +3,8 @@
 For every registered model ``m``: ``kedro run --pipeline=m`` runs ingest -> split -> the
 models ``m`` is initialised from (if any) -> ``m`` -> evaluate -> report. Each model
 family (e.g. ``baselines``) gets a pipeline too, and ``__default__`` runs every model.
+``recommend`` writes top-K items for every user from the trained model named by the
+``recommend.model`` parameter.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from neurec.models import registry
 from neurec.models.base import with_dependencies
 from neurec.pipelines.data.pipeline import create_pipeline as data_pipeline
 from neurec.pipelines.modeling.pipeline import create_pipeline as model_pipeline
+from neurec.pipelines.recommend.pipeline import create_pipeline as recommend_pipeline
 from neurec.pipelines.reporting.pipeline import create_pipeline as report_pipeline
 
 
@@ -35,5 +38,8 @@ def register_pipelines() -> dict[str, Pipeline]:
         if family in pipelines:
             raise ValueError(f"model family '{family}' has the same name as a model")
         pipelines[family] = end_to_end(names)
+    if "recommend" in pipelines:
+        raise ValueError("a model or family is named 'recommend', like the recommend pipeline")
+    pipelines["recommend"] = recommend_pipeline()
     pipelines["__default__"] = end_to_end(list(models))
     return pipelines

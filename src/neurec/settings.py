@@ -1,11 +1,24 @@
 """Project settings (Kedro)."""
 
+import os
+
 from kedro.config import OmegaConfigLoader
+from omegaconf.resolvers import oc
+
+from neurec.hooks import MlflowTrackingHooks
+
+# Nothing phones home: MLflow's usage telemetry is off unless a user turns it on explicitly.
+os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+
+HOOKS = (MlflowTrackingHooks(),)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
-    # `conf/<env>/parameters*.yml` may override a single nested key
-    "merge_strategy": {"parameters": "soft"},
+    "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"]},
+    # `conf/<env>/parameters*.yml` and `mlflow.yml` may override a single nested key
+    "merge_strategy": {"parameters": "soft", "mlflow": "soft"},
+    # ${oc.env:VAR,default} in any config file (mlflow.yml reads MLFLOW_TRACKING_URI)
+    "custom_resolvers": {"oc.env": oc.env},
 }

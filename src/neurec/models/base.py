@@ -43,12 +43,18 @@ class Recommender(ABC):
 
     ``pretrained_from`` names registered models whose trained instances ``fit`` receives
     (NeuMF initialised from GMF and MLP); the pipeline factory wires them as inputs.
+
+    ``uses_history``: True when scores depend only on the history given to :meth:`score`
+    (EASE, sequence models, autoencoders), so a user never seen in training can be scored
+    from their items under a user index the model does not know. False (embedding models
+    such as GMF or iALS): new users get popular items instead (``neurec.recommend``).
     """
 
     name: ClassVar[str]
     family: ClassVar[str] = "other"
     config_class: ClassVar[type]
     pretrained_from: ClassVar[tuple[str, ...]] = ()
+    uses_history: ClassVar[bool] = False
 
     def __init__(self, config: Any, n_users: int, n_items: int) -> None:
         self.config = config

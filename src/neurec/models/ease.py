@@ -39,6 +39,7 @@ class EASE(Recommender):
     name = "ease"
     family = "baselines"
     config_class = EASEConfig
+    uses_history = True
 
     def __init__(self, config: EASEConfig, n_users: int, n_items: int) -> None:
         super().__init__(config, n_users, n_items)

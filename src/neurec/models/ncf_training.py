@@ -98,7 +98,7 @@ class PredictionNet(nn.Module):
 class NCFFamilyRecommender(TorchRecommender):
     """Sampled-negative training and batched scoring for a :class:`PredictionNet`."""
 
-    family = "ncf"
+    family = "neural_cf"  # not "ncf": that name is the MLP model's pipeline
     config: NCFTrainingConfig
 
     def training_batches(

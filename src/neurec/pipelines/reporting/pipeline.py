@@ -1,15 +1,41 @@
-"""The report node, fed with the results of whichever models a pipeline trains."""
+"""The report nodes, fed with the results of whichever models a pipeline trains."""
 
 from collections.abc import Iterable
 
 from kedro.pipeline import Pipeline, node
 
-from neurec.pipelines.reporting.nodes import report
+from neurec.pipelines.reporting.nodes import build_metrics, interactive_charts, report
 
 
 def create_pipeline(model_names: Iterable[str]) -> Pipeline:
-    inputs = {"dataset_stats": "dataset_stats", "evaluation_params": "params:evaluation"}
-    inputs.update({name: f"{name}.results" for name in model_names})
+    inputs = {
+        "dataset_stats": "dataset_stats",
+        "evaluation_params": "params:evaluation",
+        "report_params": "params:report",
+    }
+    for name in model_names:  # split again by model in nodes.split_model_inputs
+        inputs[f"{name}__results"] = f"{name}.results"
+        inputs[f"{name}__user_metrics"] = f"{name}.user_metrics"
     return Pipeline(
-        [node(report, inputs, ["metrics", "report_markdown", "report_plot"], name="report")]
+        [
+            node(build_metrics, inputs, "metrics", name="collect_metrics"),
+            node(
+                report,
+                "metrics",
+                [
+                    "report_markdown",
+                    "report_html",
+                    "report_plot",
+                    "training_curves_plot",
+                    "metrics_at_k_plot",
+                ],
+                name="report",
+            ),
+            node(
+                interactive_charts,
+                "metrics",
+                ["training_curves", "metrics_at_k"],
+                name="interactive_charts",
+            ),
+        ]
     )

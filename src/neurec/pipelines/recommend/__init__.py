@@ -1,0 +1,1 @@
+"""Recommendations out: top-K items for every user from a chosen trained model."""

@@ -1,0 +1,27 @@
+"""``kedro run --pipeline=recommend [--params recommend.model=ials,recommend.k=20]``."""
+
+from kedro.pipeline import Pipeline, node
+
+from neurec.pipelines.recommend.nodes import recommend_for_users
+
+
+def create_pipeline() -> Pipeline:
+    return Pipeline(
+        [
+            node(
+                recommend_for_users,
+                [
+                    "trained_models",
+                    "train",
+                    "validation",
+                    "test",
+                    "user_index",
+                    "item_index",
+                    "item_metadata",
+                    "params:recommend",
+                ],
+                "recommendations",
+                name="recommend",
+            )
+        ]
+    )

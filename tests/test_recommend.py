@@ -1,0 +1,150 @@
+"""Recommendations out: the Python API for any history, and the recommend pipeline."""
+
+import numpy as np
+import pandas as pd
+import pytest
+from kedro.io import DatasetError
+
+from neurec.errors import ConfigError
+from neurec.models import registry
+from neurec.recommend import (
+    RecommendationService,
+    item_popularity,
+    recommend,
+    recommend_users,
+)
+from tests.test_pipeline import SMALL_DATA, kedro_run
+
+
+@pytest.fixture(scope="module")
+def served(synthetic_split):
+    """EASE (reads histories) and iALS (user embeddings) fit on the synthetic train split."""
+    split, (train, _, _) = synthetic_split
+    models = {
+        "ease": registry()["ease"].from_params({}, split.n_users, split.n_items),
+        "ials": registry()["ials"].from_params(
+            {"factors": 16, "epochs": 3}, split.n_users, split.n_items
+        ),
+    }
+    for model in models.values():
+        model.fit(train)
+    names = [f"film {i}" for i in range(split.n_items)]
+    titles = pd.DataFrame({"item": split.item_index["source_id"], "title": names})
+    return split, train, models, item_popularity(split.train, split.n_items), titles
+
+
+def source_history(split, train, user):
+    return split.item_index["source_id"].to_numpy()[train.histories.of(user)].tolist()
+
+
+def known_user_top(model, train, user, popularity, k=10):
+    items, _ = recommend_users(model, np.array([user]), train.histories, k, popularity, [True])
+    return items[0]
+
+
+def test_history_model_scores_a_new_user_exactly_like_the_same_known_history(served):
+    split, train, models, popularity, _ = served
+    history = source_history(split, train, 3)
+    result = recommend(
+        models["ease"], history, 10, item_index=split.item_index, popularity=popularity
+    )
+    assert result.strategy == "model" and result.reason == "" and result.unknown_items == []
+    expected = split.item_index["source_id"].to_numpy()[
+        known_user_top(models["ease"], train, 3, popularity)
+    ]
+    assert result.items == expected.tolist()
+    assert not set(result.items) & set(history)
+    popular = recommend(models["ease"], [], 10, item_index=split.item_index, popularity=popularity)
+    assert result.items != popular.items  # personalised, not the popularity list
+
+
+def test_embedding_model_uses_a_known_user_but_falls_back_for_a_new_one(served):
+    split, train, models, popularity, _ = served
+    history = source_history(split, train, 5)
+    user_id = split.user_index["source_id"].iloc[5]
+    known = recommend(
+        models["ials"],
+        history,
+        10,
+        item_index=split.item_index,
+        popularity=popularity,
+        user=user_id,
+        user_index=split.user_index,
+    )
+    expected = known_user_top(models["ials"], train, 5, popularity)
+    assert known.strategy == "model"
+    assert known.items == split.item_index["source_id"].to_numpy()[expected].tolist()
+    new = recommend(models["ials"], history, 10, item_index=split.item_index, popularity=popularity)
+    assert new.strategy == "popularity" and "ials" in new.reason
+    ranked = [i for i in np.argsort(-popularity, kind="stable") if i not in train.histories.of(5)]
+    assert new.scores == popularity[ranked[:10]].astype(float).tolist()
+    assert not set(new.items) & set(history)
+
+
+@pytest.mark.parametrize("history", [[], ["no such item", 10**9]])
+def test_empty_or_unknown_history_is_a_cold_start_and_unknown_ids_are_reported(served, history):
+    split, _, models, popularity, _ = served
+    result = recommend(
+        models["ease"], history, 5, item_index=split.item_index, popularity=popularity
+    )
+    assert result.strategy == "popularity" and "cold start" in result.reason
+    assert result.unknown_items == history
+    assert result.scores == sorted(popularity.astype(float), reverse=True)[:5]
+
+
+def test_unknown_ids_in_a_history_are_reported_and_the_rest_is_used(served):
+    split, train, models, popularity, titles = served
+    history = source_history(split, train, 7)
+    service = RecommendationService(models["ease"], split.item_index, popularity, titles=titles)
+    mixed = service.recommend([-1, *history, "x"], k=10)
+    assert mixed.unknown_items == [-1, "x"]
+    assert mixed.items == service.recommend(history, k=10).items
+    assert mixed.titles[0] == titles.set_index("item")["title"][mixed.items[0]]
+    assert list(mixed.to_frame().columns) == ["rank", "item", "score", "title"]
+
+
+def test_fewer_items_than_k_left_gives_a_shorter_list(served):
+    split, _, models, popularity, _ = served
+    everything_but_three = split.item_index["source_id"].tolist()[3:]
+    result = recommend(
+        models["ease"], everything_but_three, 10, item_index=split.item_index, popularity=popularity
+    )
+    assert sorted(result.items) == split.item_index["source_id"].tolist()[:3]
+
+
+def test_recommend_pipeline_writes_top_k_for_every_user_outside_their_history(project_copy):
+    kedro_run(project_copy, "baselines", SMALL_DATA)
+    kedro_run(project_copy, "recommend", {"recommend": {"model": "ease", "k": 7}})
+    data = project_copy / "data"
+    table = pd.read_parquet(data / "07_model_output" / "recommendations.parquet")
+    users = pd.read_parquet(data / "05_model_input" / "user_index.parquet")
+    items = pd.read_parquet(data / "05_model_input" / "item_index.parquet")
+    assert list(table.columns) == ["user", "rank", "item", "score", "title", "strategy"]
+    assert set(table["user"]) == set(users["source_id"])
+    assert (table.groupby("user")["rank"].apply(list) == [list(range(1, 8))] * len(users)).all()
+    assert (table["strategy"] == "model").all()
+    seen = pd.concat(
+        pd.read_parquet(data / "05_model_input" / f"{part}.parquet")
+        for part in ("train", "validation", "test")
+    )
+    seen = seen.assign(
+        user=users["source_id"].to_numpy()[seen["user"]],
+        item=items["source_id"].to_numpy()[seen["item"]],
+    )
+    assert table.merge(seen, on=["user", "item"]).empty
+
+    # the Python API on the project's files answers the same for the same history
+    service = RecommendationService.from_project(project_copy, "ease")
+    first = table[table["user"] == table["user"].iloc[0]]
+    history = seen.loc[seen["user"] == first["user"].iloc[0], "item"].tolist()
+    assert service.recommend(history, k=7).items == first["item"].tolist()
+
+
+def test_recommend_pipeline_names_a_bad_or_untrained_model(project_copy):
+    kedro_run(project_copy, "most_popular", SMALL_DATA)
+    with pytest.raises(ConfigError, match=r"recommend\.model"):
+        kedro_run(project_copy, "recommend", {"recommend": {"model": "nosuch"}})
+    with pytest.raises(DatasetError, match=r"kedro run --pipeline=ials"):
+        kedro_run(project_copy, "recommend", {"recommend": {"model": "ials"}})
+    with pytest.raises(ConfigError, match=r"recommend\.k"):
+        kedro_run(project_copy, "recommend", {"recommend": {"model": "most_popular", "k": 0}})
