@@ -1,7 +1,7 @@
 """GMF, Generalized Matrix Factorization (He et al., "Neural Collaborative Filtering", 2017).
 
 A user and an item embedding multiplied element-wise, then a learned linear output layer:
-``y(u, i) = sigmoid(h . (p_u * q_i) + b)`` (Eq. 9). With h fixed to ones this is plain
+``y(u, i) = sigmoid(h . (p_u * q_i) + b)`` (Section 3.2). With h fixed to ones this is plain
 matrix factorisation; learning h lets factors weigh differently. Trained on sampled
 negatives with log loss (or BPR), see :mod:`neurec.models.ncf_training`.
 """
@@ -25,7 +25,7 @@ from neurec.models.ncf_training import (
 
 @dataclass
 class GMFConfig(NCFTrainingConfig):
-    factors: int = 64  # predictive factors: the paper tries 8 to 64 (Fig. 4), 8 by default
+    factors: int = 64  # predictive factors: the paper tries 8 to 64, 8 by default
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -1,7 +1,7 @@
 """NCF's MLP (He et al., "Neural Collaborative Filtering", 2017), registered as ``ncf``.
 
 User and item embeddings are concatenated and fed through a tower of ReLU layers that
-halves in width, then a linear output layer (Eq. 10). ``layers`` follows the paper and the
+halves in width, then a linear output layer (Section 3.3). ``layers`` follows the paper and the
 authors' code: ``layers[0]`` is the concatenated embedding size (so each embedding has
 ``layers[0] / 2``), the rest are the hidden layers; the default [64, 32, 16, 8] is the
 paper's 3-layer tower with 8 predictive factors.
