@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+import yaml
 
 from neurec.errors import ConfigError
 from neurec.evaluation import (
@@ -54,7 +56,7 @@ def make(name: str, n_users: int, n_items: int, **params):
 
 @pytest.mark.parametrize("name", FAMILY)
 def test_scores_have_the_right_shapes_and_candidates_match_full_ranking(name, tiny):
-    model = make(name, tiny.n_users, tiny.n_items)
+    model = make(name, tiny.n_users, tiny.n_items, batch_size=64)
     users = np.array([0, 3, 5])
     full = model.score(users, tiny.histories)
     assert full.shape == (3, tiny.n_items)
@@ -147,7 +149,7 @@ def test_neumf_pretraining_errors_are_clear(tiny, pretrained):
     with pytest.raises(ConfigError, match=r"neumf\.pretrain.*'gmf' and 'ncf'"):
         neumf.fit(tiny)
     wider = make("neumf", tiny.n_users, tiny.n_items, pretrain=True, factors=16)
-    with pytest.raises(ConfigError, match=r"neumf\.factors: 16 .* gmf\.factors 8"):
+    with pytest.raises(ConfigError, match=r"neumf\.factors: 16 .* gmf\.factors 64"):
         wider.initialise_from(pretrained)
     deeper = make("neumf", tiny.n_users, tiny.n_items, pretrain=True, layers=[32, 16, 8])
     with pytest.raises(ConfigError, match=r"neumf\.layers"):
@@ -172,6 +174,15 @@ def test_bad_parameters_name_the_field(name, params, field):
         registry()[name].from_params(params, 10, 10)
 
 
+@pytest.mark.parametrize("name", FAMILY)
+def test_parameters_file_lists_every_field_with_its_default(name):
+    conf = Path(__file__).resolve().parents[1] / "conf" / "base" / f"parameters_{name}.yml"
+    block = yaml.safe_load(conf.read_text())[name]
+    model_class = registry()[name]
+    defaults = dataclasses.asdict(model_class.config_class())
+    assert dataclasses.asdict(model_class.from_params(block, 3, 3).config) == defaults
+
+
 def neumf_beats_most_popular(train, validation, test, params) -> tuple[float, float]:
     data = EvaluationData.build(train, validation, test)
     settings = EvaluationSettings.from_params({"protocols": ["full"], "ks": [10]})
@@ -188,15 +199,15 @@ def neumf_beats_most_popular(train, validation, test, params) -> tuple[float, fl
 
 @pytest.mark.slow
 def test_neumf_beats_most_popular_on_synthetic_data(synthetic):
-    params = {"pretrain": False, "epochs": 8, "batch_size": 256, "learning_rate": 0.01}
-    neumf, popular = neumf_beats_most_popular(*synthetic, params)
-    assert neumf > 1.1 * popular, (neumf, popular)
+    params = {"pretrain": False, "factors": 16, "epochs": 8, "batch_size": 256}
+    neumf, popular = neumf_beats_most_popular(*synthetic, {**params, "learning_rate": 0.01})
+    assert neumf > 1.2 * popular, (neumf, popular)
 
 
 @pytest.mark.slow
 @pytest.mark.skipif(not ML100K.exists(), reason="ML-100K not in ../shared/data")
 def test_neumf_beats_most_popular_on_movielens_100k():
     table = pd.read_csv(ML100K, sep="\t", names=["user", "item", "rating", "timestamp"])
-    params = {"pretrain": False, "epochs": 6}
+    params = {"pretrain": False, "epochs": 6, "batch_size": 256}
     neumf, popular = neumf_beats_most_popular(*split(table), params)
-    assert neumf > 1.1 * popular, (neumf, popular)
+    assert neumf > 1.25 * popular, (neumf, popular)

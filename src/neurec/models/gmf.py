@@ -1,7 +1,7 @@
 """GMF, Generalized Matrix Factorization (He et al., "Neural Collaborative Filtering", 2017).
 
 A user and an item embedding multiplied element-wise, then a learned linear output layer:
-``y(u, i) = sigmoid(h . (p_u * q_i) + b)`` (Eq. 9). With h fixed to ones this is plain
+``y(u, i) = sigmoid(h . (p_u * q_i) + b)`` (Section 3.2). With h fixed to ones this is plain
 matrix factorisation; learning h lets factors weigh differently. Trained on sampled
 negatives with log loss (or BPR), see :mod:`neurec.models.ncf_training`.
 """
@@ -18,13 +18,14 @@ from neurec.models.ncf_training import (
     NCFFamilyRecommender,
     NCFTrainingConfig,
     PredictionNet,
+    lookup,
     paper_embedding,
 )
 
 
 @dataclass
 class GMFConfig(NCFTrainingConfig):
-    factors: int = 8  # predictive factors: the paper's Fig. 4 tries 8 to 64
+    factors: int = 64  # predictive factors: the paper tries 8 to 64, 8 by default
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -41,9 +42,10 @@ class GMFLayer(nn.Module):
         self.item = paper_embedding(n_items, factors)
 
     def forward(self, users: torch.Tensor, items: torch.Tensor, weight: torch.Tensor):
-        # weight . (p * q) = (weight * p) . q: a batched matrix product, no [B, C, k] tensor
-        user = (self.user(users) * weight).unsqueeze(1)  # [B, 1, k]
-        return (user @ self.item(items).transpose(1, 2)).squeeze(1)  # [B, C]
+        # weight . (p * q) = (weight * p) . q: the weight applied once per user, then one
+        # product per pair; einsum broadcasts a shared [1, C] item row as a matrix product
+        user = lookup(self.user, users) * weight  # [B, k]
+        return torch.einsum("bk,bck->bc", user, lookup(self.item, items))  # [B, C]
 
 
 @register

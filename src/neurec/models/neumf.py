@@ -1,7 +1,7 @@
 """NeuMF, Neural Matrix Factorization (He et al., "Neural Collaborative Filtering", 2017).
 
 GMF and the MLP side by side, each with its own embeddings, their last hidden layers
-concatenated into one output layer (Eq. 11-12). Pre-training (Sec. 3.4.1): train GMF and
+concatenated into one output layer (Section 3.4). Pre-training (Section 3.4.1): train GMF and
 the MLP first, copy their weights, set the output layer to
 ``[alpha * h_gmf, (1 - alpha) * h_mlp]`` and fine-tune with vanilla SGD, since Adam's
 moment estimates are not carried over. Without pre-training it learns from scratch
@@ -27,7 +27,7 @@ from neurec.training import train_loop
 
 @dataclass
 class NeuMFConfig(NCFTrainingConfig):
-    factors: int = 8  # GMF predictive factors (= gmf.factors when pre-training)
+    factors: int = 64  # GMF predictive factors (= gmf.factors when pre-training)
     layers: tuple[int, ...] = (64, 32, 16, 8)  # MLP tower (= ncf.layers when pre-training)
     pretrain: bool = True
     alpha: float = 0.5  # the GMF share of the pre-trained output layer
