@@ -1,0 +1,60 @@
+"""The benchmark command and its tables, on the built-in synthetic data (seconds)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from neurec.benchmark import main as benchmark
+from neurec.benchmark_tables import main as tables
+
+
+@pytest.fixture(scope="module")
+def result_file(tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench") / "synthetic.json"
+    code = benchmark(
+        [
+            "--models", "most_popular", "ease:l2=100",
+            "--protocols", "full", "sampled_uniform_99",
+            "--threads", "1",
+            "--env", "base",
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    return out
+
+
+def test_benchmark_writes_cost_metrics_and_protocol(result_file):
+    result = json.loads(result_file.read_text())
+    assert result["torch_threads"] == 1
+    assert result["candidate_seed"] == 2024
+    assert set(result["protocols"]) == {"full", "sampled_uniform_99"}
+    assert set(result["models"]) == {"most_popular", "ease:l2=100"}
+    ease = result["models"]["ease:l2=100"]
+    assert ease["overrides"] == {"l2": 100}
+    assert set(ease["evaluation_seconds"]) == {"full", "sampled_uniform_99"}
+    for protocol in ("full", "sampled_uniform_99"):
+        assert ease["metrics"][protocol]["NDCG@10"] > 0
+    # sampled ranking among 100 items is easier than ranking all 400
+    assert ease["metrics"]["sampled_uniform_99"]["HR@10"] > ease["metrics"]["full"]["HR@10"]
+
+
+def test_tables_name_the_protocol_and_sort_by_ndcg(result_file, capsys):
+    assert tables([str(result_file)]) == 0
+    text = capsys.readouterr().out
+    full = text.split("### `full`")[1].split("###")[0]
+    assert "candidate seed 2024" in full
+    rows = [line for line in full.splitlines() if line.startswith("| ")][1:]
+    assert [row.split(" | ")[0] for row in rows] == ["| ease:l2=100", "| most_popular"]
+    assert "### `sampled_uniform_99`: the test item(s) ranked among 99 negatives" in text
+
+
+def test_tables_name_a_file_that_is_not_a_result(tmp_path, capsys):
+    bad = tmp_path / "notes.json"
+    bad.write_text('{"models": {}}')
+    with pytest.raises(SystemExit) as stop:
+        tables([str(bad)])
+    assert stop.value.code == 2
+    assert "notes.json: not a benchmark result file" in capsys.readouterr().err
