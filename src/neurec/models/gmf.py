@@ -25,7 +25,7 @@ from neurec.models.ncf_training import (
 
 @dataclass
 class GMFConfig(NCFTrainingConfig):
-    factors: int = 64  # predictive factors: the paper tries 8 to 64, 8 by default
+    factors: int = 8  # predictive factors: the paper tries 8 to 64, 8 by default
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -38,9 +38,6 @@ def check_layers(field_name: str, layers: tuple[int, ...]) -> None:
 @dataclass
 class NCFConfig(NCFTrainingConfig):
     layers: tuple[int, ...] = (64, 32, 16, 8)
-    # the MLP learns more slowly and did better on validation with the paper's 4 negatives
-    negatives: int = 4
-    learning_rate: float = 0.005
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -27,7 +27,7 @@ from neurec.training import train_loop
 
 @dataclass
 class NeuMFConfig(NCFTrainingConfig):
-    factors: int = 64  # GMF predictive factors (= gmf.factors when pre-training)
+    factors: int = 8  # GMF predictive factors (= gmf.factors when pre-training)
     layers: tuple[int, ...] = (64, 32, 16, 8)  # MLP tower (= ncf.layers when pre-training)
     pretrain: bool = True
     alpha: float = 0.5  # the GMF share of the pre-trained output layer
