@@ -177,7 +177,9 @@ def test_training_batches_are_seeded_by_the_rng_only(synthetic_split, name, over
 
 def test_bert4rec_masks_only_items_and_at_least_one_per_sequence(synthetic_split):
     _, (train, _, _) = synthetic_split
-    model = build("bert4rec", train.n_items, train.n_users, batch_size=1000, mask_prob=0.2)
+    model = build(
+        "bert4rec", train.n_items, train.n_users, batch_size=1000, mask_prob=0.2, last_item_share=0
+    )
     inputs, seqs, masked = next(model.training_batches(train, np.random.default_rng(0)))
     assert (seqs[masked] > 0).all()
     assert masked.any(dim=1).all()
@@ -185,6 +187,19 @@ def test_bert4rec_masks_only_items_and_at_least_one_per_sequence(synthetic_split
     assert torch.equal(inputs[~masked], seqs[~masked])
     share = masked.sum() / (seqs > 0).sum()
     assert 0.17 < share < 0.25
+
+
+def test_bert4rec_masks_only_the_last_item_of_a_share_of_sequences(synthetic_split):
+    _, (train, _, _) = synthetic_split
+    model = build("bert4rec", train.n_items, train.n_users, batch_size=1000, last_item_share=0.3)
+    _, seqs, masked = next(model.training_batches(train, np.random.default_rng(0)))
+    last_only = masked[:, -1] & (masked.sum(dim=1) == 1)
+    assert (seqs[:, -1] > 0).all()  # the last column is always an item
+    # 30% chosen, plus the few sequences whose random masking drew nothing
+    assert 0.27 < last_only.float().mean() < 0.36
+    everything = build("bert4rec", train.n_items, train.n_users, last_item_share=1.0)
+    _, _, masked = next(everything.training_batches(train, np.random.default_rng(0)))
+    assert masked[:, -1].all() and (masked.sum(dim=1) == 1).all()
 
 
 @pytest.mark.parametrize(
@@ -268,6 +283,7 @@ def test_rnn_and_bert4rec_beat_most_popular(synthetic_ndcg, name, params):
         ("sasrec", {"hidden_size": 30, "n_heads": 4}, "sasrec.n_heads"),
         ("sasrec", {"max_len": 0}, "sasrec.max_len"),
         ("bert4rec", {"mask_prob": 0.0}, "bert4rec.mask_prob"),
+        ("bert4rec", {"last_item_share": 1.5}, "bert4rec.last_item_share"),
         ("bert4rec", {"max_len": 1}, "bert4rec.max_len"),
         ("bert4rec", {"dropout": 1.0}, "bert4rec.dropout"),
         ("rnn", {"cell": "lstmx"}, "rnn.cell"),
