@@ -307,5 +307,11 @@ def test_parameters_file_shows_every_knob_with_its_default(name):
     defaults = {f.name: f.default for f in dataclasses.fields(config_class)}
     assert set(block) == set(defaults)
     assert {**block, **full_budget[name]} == defaults
-    assert set(full_budget[name]) <= {"epochs", "patience", "learning_rate", "max_len"}
+    assert set(full_budget[name]) <= {
+        "epochs",
+        "patience",
+        "learning_rate",
+        "max_len",
+        "batch_size",
+    }
     assert registry()[name].family == "sequential"

@@ -46,6 +46,13 @@ class BERT4RecConfig(TransformerConfig):
     last_item_share: float = 0.1  # sequences masked at the last item only (Section 3.6)
     n_heads: int = 2
     dropout: float = 0.1
+    # the cloze loss covers a fifth of the positions, and validation NDCG@10 stays at
+    # popularity level for 10-15 epochs on the ML-1M half: smaller batches (more steps per
+    # epoch) at 2e-3 left that plateau sooner than 128 at 3e-3 or 64 at 1e-3 and 3e-3, and
+    # patience must outlast the noise once it climbs
+    batch_size: int = 64
+    learning_rate: float = 2e-3
+    patience: int = 10
 
     def __post_init__(self) -> None:
         super().__post_init__()
