@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -227,6 +228,26 @@ def test_training_loss_decreases(synthetic_split, name, overrides):
         optimizer.step()
         losses.append(loss.item())
     assert losses[-1] < 0.9 * losses[0]
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides"),
+    [
+        ("sasrec", {"loss": "ce"}),
+        ("sasrec", {"loss": "bce"}),
+        ("sasrec", {"loss": "gbce", "n_negatives": 16}),
+        ("rnn", {"n_sample": 8}),
+        ("bert4rec", {}),
+    ],
+)
+def test_every_loss_takes_batches_narrower_than_max_len(synthetic_split, name, overrides):
+    """Batches are only as wide as their longest history: each loss must follow that width."""
+    _, (train, _, _) = synthetic_split
+    model = build(name, train.n_items, train.n_users, max_len=400, batch_size=32, **overrides)
+    batches = model.training_batches(train, np.random.default_rng(0))
+    for batch in itertools.islice(batches, 3):
+        assert batch[0].shape[1] < 400
+        assert torch.isfinite(model.batch_loss(batch))
 
 
 # --- learning: the planted sequential signal -----------------------------------------------

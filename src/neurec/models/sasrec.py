@@ -93,7 +93,9 @@ class SASRec(SequenceRecommender):
             if cfg.loss == "ce":
                 yield (torch.as_tensor(seqs),)
             elif cfg.loss == "bce":
-                negatives = sample_training_negatives(users, cfg.max_len, positives, rng)
+                # one per input column; a batch of short histories is narrower than max_len
+                width = seqs.shape[1] - 1
+                negatives = sample_training_negatives(users, width, positives, rng)
                 yield torch.as_tensor(seqs), torch.as_tensor(negatives + 1)
             else:  # gbce: k uniform negatives per sequence, shared by its positions
                 negatives = rng.integers(1, self.n_items + 1, size=(len(users), cfg.n_negatives))
