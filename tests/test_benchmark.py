@@ -58,3 +58,14 @@ def test_tables_name_a_file_that_is_not_a_result(tmp_path, capsys):
         tables([str(bad)])
     assert stop.value.code == 2
     assert "notes.json: not a benchmark result file" in capsys.readouterr().err
+
+
+def test_tables_keep_the_row_of_the_file_named_later(result_file, tmp_path, capsys):
+    rerun = json.loads(result_file.read_text())
+    rerun["models"]["ease:l2=100"]["metrics"]["full"]["NDCG@10"] = 0.999
+    second = tmp_path / "rerun.json"
+    second.write_text(json.dumps(rerun))
+    tables([str(result_file), str(second)])
+    assert "| 0.9990 |" in capsys.readouterr().out
+    tables([str(second), str(result_file)])
+    assert "| 0.9990 |" not in capsys.readouterr().out

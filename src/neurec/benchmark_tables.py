@@ -1,11 +1,11 @@
 """Markdown tables from benchmark JSON files, one table per data set and protocol.
 
-    python -m neurec.benchmark_tables benchmarks/2026-11-29/*.json > benchmarks/2026-11-29/README.md
+    python -m neurec.benchmark_tables benchmarks/2026-11-29/*.json > benchmarks/2026-11-29/tables.md
 
 Files written by ``python -m neurec.benchmark --out`` on the same data set, split and
-candidate seed are merged into one table per protocol (a model benchmarked twice keeps its
-latest row). Each table's heading names the protocol, the candidate seed and the thread
-count, so sampled and full-ranking figures never share a column.
+candidate seed are merged into one table per protocol; a model benchmarked in two files keeps
+the row of the file named later. Each table's heading names the protocol, the candidate seed
+and the thread count, so sampled and full-ranking figures never share a column.
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ METRICS = ("HR@1", "HR@5", "HR@10", "NDCG@5", "NDCG@10", "MRR")
 
 
 def load_results(paths: list[Path]) -> dict[tuple, dict[str, Any]]:
-    """Group result files by (data path, split, candidate seed, threads), oldest first."""
+    """Group result files by (data path, split, candidate seed, threads), in the given order."""
     groups: dict[tuple, dict[str, Any]] = {}
-    for path in sorted(paths, key=lambda p: p.stat().st_mtime):
+    for path in paths:
         try:
             result = json.loads(path.read_text())
             key = (
