@@ -27,16 +27,24 @@ def load_results(paths: list[Path]) -> dict[tuple, dict[str, Any]]:
     for path in paths:
         try:
             result = json.loads(path.read_text())
+            split = result["split"]
             key = (
                 result["data"].get("path") or result["data"]["source"],
-                json.dumps(result["split"], sort_keys=True),
+                json.dumps(split, sort_keys=True),
                 result["candidate_seed"],
                 result["torch_threads"],
             )
         except (OSError, ValueError, KeyError, TypeError) as error:
             raise ConfigError(f"{path}: not a benchmark result file ({error})") from error
         group = groups.setdefault(
-            key, {"dataset": result["dataset"], "protocols": {}, "models": {}, "files": []}
+            key,
+            {
+                "dataset": result["dataset"],
+                "split_method": split["method"],
+                "protocols": {},
+                "models": {},
+                "files": [],
+            },
         )
         group["protocols"].update(result["protocols"])
         group["models"].update(result["models"])
@@ -46,20 +54,20 @@ def load_results(paths: list[Path]) -> dict[tuple, dict[str, Any]]:
 
 def markdown(groups: dict[tuple, dict[str, Any]]) -> str:
     lines: list[str] = []
-    for (data, split, seed, threads), group in groups.items():
+    for (data, _, seed, threads), group in groups.items():
         stats = group["dataset"]
         lines += [
             f"## {data}",
             "",
             f"{stats['users']} users, {stats['items']} items, {stats['train_interactions']}"
-            f" train interactions; split {json.loads(split)['method']}; {threads} torch"
+            f" train interactions; split {group['split_method']}; {threads} torch"
             f" threads; from {', '.join(group['files'])}.",
             "",
         ]
         by_protocol: dict[str, list[tuple[str, dict]]] = defaultdict(list)
         for spec, result in group["models"].items():
-            for protocol, values in result["metrics"].items():
-                by_protocol[protocol].append((spec, values))
+            for protocol in result["metrics"]:
+                by_protocol[protocol].append((spec, result))
         for protocol, rows in by_protocol.items():
             lines += [
                 f"### `{protocol}`: {group['protocols'][protocol]} (candidate seed {seed})",
@@ -67,15 +75,16 @@ def markdown(groups: dict[tuple, dict[str, Any]]) -> str:
                 "| model | " + " | ".join(METRICS) + " | s/epoch | best epoch | train s |",
                 "|---" * (len(METRICS) + 4) + "|",
             ]
-            rows.sort(key=lambda row: -row[1]["NDCG@10"])
-            for spec, values in rows:
-                cost = group["models"][spec]
-                per_epoch = cost["seconds_per_epoch"]
+            rows.sort(key=lambda row: -row[1]["metrics"][protocol]["NDCG@10"])
+            for spec, result in rows:
+                values = result["metrics"][protocol]
+                per_epoch = result["seconds_per_epoch"]
                 lines.append(
                     f"| {spec} | "
                     + " | ".join(f"{values[m]:.4f}" for m in METRICS)
                     + f" | {per_epoch if per_epoch is not None else '-'}"
-                    + f" | {cost['best_epoch']} of {cost['epochs']} | {cost['train_seconds']} |"
+                    + f" | {result['best_epoch']} of {result['epochs']}"
+                    + f" | {result['train_seconds']} |"
                 )
             lines.append("")
     return "\n".join(lines)

@@ -38,8 +38,8 @@ class SequenceConfig(TorchConfig):
     epochs: int = 100
     batch_size: int = 128
     # SASRec on the ML-1M half: at 1e-3 validation NDCG@10 was still at popularity level
-    # (0.022) after 8 epochs; at 3e-3 it left that plateau at epoch 5 and passed 0.11 by
-    # epoch 11 (Pre-LN blocks train stably at this rate without warm-up)
+    # (0.022) after 8 epochs; at 3e-3 it left that plateau at epoch 5 and passed 0.11 at
+    # epoch 12 (Pre-LN blocks train stably at this rate without warm-up)
     learning_rate: float = 3e-3
     patience: int = 5
 
