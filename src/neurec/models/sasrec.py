@@ -10,14 +10,17 @@ losses:
   BERT4Rec and converges in far fewer epochs (Klenitskiy & Vasilev, "Turning Dross Into
   Gold Loss: is BERT4Rec really better than SASRec?", RecSys 2023); the default, since it
   reaches good quality within a CPU budget;
-* ``gbce``: generalised BCE with ``n_negatives`` uniform negatives and calibration
-  ``gbce_t`` (Petrov & Macdonald, "gSASRec", RecSys 2023): the positive's log-sigmoid is
-  weighted by beta = alpha (t (1 - 1/alpha) + 1/alpha), alpha = k / (n_items - 1), which
-  undoes the over-confidence that negative sampling induces.
+* ``gbce``: generalised BCE with ``n_negatives`` uniform negatives per position and
+  calibration ``gbce_t`` (Petrov & Macdonald, "gSASRec", RecSys 2023): the positive's
+  log-sigmoid is weighted by beta = alpha (t (1 - 1/alpha) + 1/alpha), alpha = k /
+  (n_items - 1), which undoes the over-confidence that negative sampling induces. The k
+  scores are read from the position's row of all item scores: on catalogues smaller than
+  k * hidden_size (MovieLens) that row is lighter than k gathered embeddings.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -43,7 +46,7 @@ LOSSES = ("bce", "ce", "gbce")
 @dataclass
 class SASRecConfig(TransformerConfig):
     loss: str = "ce"
-    n_negatives: int = 256  # gbce only (gSASRec's k)
+    n_negatives: int = 256  # gbce only: per position (gSASRec's k)
     gbce_t: float = 0.75  # gbce only: calibration, 0 = plain BCE ... 1 = fully calibrated
 
     def __post_init__(self) -> None:
@@ -97,9 +100,9 @@ class SASRec(SequenceRecommender):
                 width = seqs.shape[1] - 1
                 negatives = sample_training_negatives(users, width, positives, rng)
                 yield torch.as_tensor(seqs), torch.as_tensor(negatives + 1)
-            else:  # gbce: k uniform negatives per sequence, shared by its positions
-                negatives = rng.integers(1, self.n_items + 1, size=(len(users), cfg.n_negatives))
-                yield torch.as_tensor(seqs), torch.as_tensor(negatives)
+            else:  # gbce: k uniform negatives per position, as gSASRec samples them
+                shape = (len(users), seqs.shape[1] - 1, cfg.n_negatives)
+                yield torch.as_tensor(seqs), torch.as_tensor(rng.integers(1, self.n_items + 1, shape))
 
     def batch_loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         inputs, targets, valid = next_item_targets(batch[0])
@@ -107,31 +110,29 @@ class SASRec(SequenceRecommender):
         if self.config.loss == "ce":
             return full_softmax_loss(self.module, hidden[valid], targets[valid])
         negatives = batch[1]
-        positive = self.module.pair_scores(hidden, targets)[valid]
         if self.config.loss == "bce":
+            positive = self.module.pair_scores(hidden, targets)[valid]
             negative = self.module.pair_scores(hidden, negatives)[valid]
             return -(F.logsigmoid(positive) + F.logsigmoid(-negative)).mean()
-        return self._gbce(hidden, targets, valid, negatives, positive)
+        return self._gbce(hidden[valid], targets[valid], negatives[valid])
 
     def _gbce(
-        self,
-        hidden: torch.Tensor,
-        targets: torch.Tensor,
-        valid: torch.Tensor,
-        negatives: torch.Tensor,
-        positive: torch.Tensor,
+        self, hidden: torch.Tensor, targets: torch.Tensor, negatives: torch.Tensor
     ) -> torch.Tensor:
+        """gBCE of ``hidden [P, d]`` against shifted ids ``targets [P]``, ``negatives [P, k]``."""
         cfg = self.config
         alpha = cfg.n_negatives / (self.n_items - 1)
         beta = alpha * (cfg.gbce_t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
-        # [B, L, k]: each position against its sequence's negatives
-        negative = torch.einsum(
-            "bld,bkd->blk", hidden, self.module.encoder.item_embedding(negatives)
-        )[valid]
+        # log(1/k) added to every logit: at initialisation (scores near 0) each position's k
+        # negatives then hold a probability mass near 1, not k/2, whose gradient would
+        # otherwise drive every hidden state to one constant vector that scores all items
+        # low (validation NDCG@10 stays at popularity level). A constant shift leaves the
+        # ranking unchanged.
+        scores = self.module.item_scores(hidden) - math.log(cfg.n_negatives)
+        positive = scores.gather(1, (targets - 1).unsqueeze(1)).squeeze(1)
+        negative = scores.gather(1, negatives - 1)
         # a sampled "negative" that is the position's own target is no negative
-        is_target = negatives[:, None, :].expand(-1, targets.shape[1], -1)[valid] == targets[
-            valid
-        ].unsqueeze(1)
+        is_target = negatives == targets.unsqueeze(1)
         negative_loss = -F.logsigmoid(-negative).masked_fill(is_target, 0.0).sum(1)
         # log(sigmoid(s)^beta): gSASRec's calibrated positive probability
         return (-beta * F.logsigmoid(positive) + negative_loss).mean()
