@@ -102,7 +102,8 @@ class SASRec(SequenceRecommender):
                 yield torch.as_tensor(seqs), torch.as_tensor(negatives + 1)
             else:  # gbce: k uniform negatives per position, as gSASRec samples them
                 shape = (len(users), seqs.shape[1] - 1, cfg.n_negatives)
-                yield torch.as_tensor(seqs), torch.as_tensor(rng.integers(1, self.n_items + 1, shape))
+                negatives = rng.integers(1, self.n_items + 1, size=shape)
+                yield torch.as_tensor(seqs), torch.as_tensor(negatives)
 
     def batch_loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         inputs, targets, valid = next_item_targets(batch[0])
