@@ -221,7 +221,8 @@ class TransformerEncoder(nn.Module):
             for _ in range(config.n_layers)
         )
         self.final_norm = nn.LayerNorm(config.hidden_size)
-        # small init (BERT's 0.02): tied output logits start near zero
+        # std 1/sqrt(hidden_size) (0.125 at 64): item vectors of norm ~1, so tied output
+        # logits against the final LayerNorm's unit-variance states start with std ~1
         for embedding in (self.item_embedding, self.position_embedding):
             nn.init.normal_(embedding.weight, std=config.hidden_size**-0.5)
         with torch.no_grad():
