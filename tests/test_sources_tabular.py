@@ -178,6 +178,13 @@ def test_a_compressed_csv_is_read_whatever_its_name(tmp_path, kind, name):
         load_source(_csv(path))
 
 
+def test_a_truncated_compressed_csv_is_a_data_error(tmp_path):
+    path = tmp_path / "shop.csv.gz"
+    path.write_bytes(gzip.compress(SHOP_CSV.encode() * 50)[:-30])
+    with pytest.raises(DataError, match=re.escape(f"{path}: damaged gzip data")):
+        load_source(_csv(path, columns=SHOP_COLUMNS))
+
+
 def test_archives_the_csv_source_cannot_read_are_named(tmp_path):
     path = tmp_path / "shop.csv"
     with zipfile.ZipFile(path, "w") as bundle:

@@ -140,7 +140,7 @@ def read_local(path: Path) -> SourceData:
     if head is None:
         raise DataError(f"{path}: the file is empty; expected MovieLens ratings")
     number, line = head
-    layout = LAYOUTS.get(path.suffix) or _layout_shown_by(path, line)
+    layout = LAYOUTS.get(path.suffix) or _layout_shown_by(path, number, line)
     require_separator(path, layout.sep, line, f"line {number}")
     if layout.sep == "," and not _is_int(line.split(",")[0]):
         data = read_mapped(path, "csv", _CSV_COLUMNS)
@@ -152,11 +152,11 @@ def read_local(path: Path) -> SourceData:
     return data
 
 
-def _layout_shown_by(path: Path, line: str) -> Layout:
+def _layout_shown_by(path: Path, number: int, line: str) -> Layout:
     layout = next((layout for layout in LAYOUTS.values() if layout.sep in line), None)
     if layout is None:
         raise DataError(
-            f"{path}: line 1 is not a MovieLens ratings line: {line!r}; expected "
+            f"{path}: line {number} is not a MovieLens ratings line: {line!r}; expected "
             "user<TAB>item<TAB>rating<TAB>timestamp (u.data), user::item::rating::timestamp "
             "(ratings.dat) or CSV with header userId,movieId,rating,timestamp (ratings.csv)"
         )

@@ -343,7 +343,8 @@ def _read_csv(path: Path, sep: str, compression: str | None) -> pd.DataFrame:
     try:
         return pd.read_csv(path, sep=sep, compression=compression)
     except (EOFError, OSError, lzma.LZMAError, zipfile.BadZipFile) as exc:
-        raise DataError(f"{path}: damaged {compression} data ({exc})") from None
+        problem = f"damaged {compression} data" if compression else "cannot be read"
+        raise DataError(f"{path}: {problem} ({exc})") from None
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty; expected a CSV table with a header") from None
     except pd.errors.ParserError as exc:
