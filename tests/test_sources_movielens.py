@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import bz2
 import functools
+import gzip
 import hashlib
 import http.server
+import io
+import lzma
 import os
 import re
+import tarfile
 import threading
 import zipfile
 from pathlib import Path
@@ -69,7 +74,7 @@ def test_u_data_with_u_item_titles(tmp_path):
     assert data.items["title"].tolist()[2] == "Café Heavyweights (1994)"  # latin-1 decoded
 
 
-def test_dat_format_is_detected_by_content_whatever_the_name(tmp_path):
+def test_the_suffix_fixes_the_format_and_other_names_are_read_by_content(tmp_path):
     _write(tmp_path, "movies.dat", MOVIES_DAT, encoding="latin-1")
     data = _local(_write(tmp_path, "ratings_users_1-2999_partial.dat", RATINGS_DAT))
     assert data.interactions["item"].tolist() == [1193, 661, 1193]
@@ -77,9 +82,95 @@ def test_dat_format_is_detected_by_content_whatever_the_name(tmp_path):
     assert data.items["title"].tolist()[1] == "James and the Giant Peach (1996)"
     renamed = _local(_write(tmp_path, "export.txt", RATINGS_DAT))
     assert renamed.interactions["user"].tolist() == [1, 1, 2]
-    (tmp_path / "misnamed").mkdir()
-    tab_named_dat = _local(_write(tmp_path / "misnamed", "ratings.dat", U_DATA))
-    assert tab_named_dat.interactions["user"].tolist() == [196, 186, 22]
+    tabs = _local(_write(tmp_path, "u1.base", U_DATA))
+    assert tabs.interactions["user"].tolist() == [196, 186, 22]
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "expected", "found"),
+    [
+        ("ratings.dat", RATINGS_DAT.replace("::", ","), "'::'", "','"),
+        ("ratings.dat", U_DATA, "'::'", "tabs"),
+        ("u.data", U_DATA.replace("\t", "::"), "tabs", "'::'"),
+        ("u.data", U_DATA.replace("\t", " "), "tabs", "spaces"),
+        ("ratings.csv", RATINGS_CSV.replace(",", ";"), "','", "';'"),
+        ("ratings.csv", "\n" + RATINGS_CSV.replace(",", "\t"), "','", "tabs"),
+    ],
+    ids=["dat-comma", "dat-tab", "data-colons", "data-spaces", "csv-semicolon", "csv-tab"],
+)
+def test_a_ratings_file_with_another_separator_names_both(tmp_path, name, text, expected, found):
+    path = _write(tmp_path, name, text)
+    with pytest.raises(DataError) as error:
+        _local(path)
+    assert str(error.value).startswith(
+        f"{path}: expected fields separated by {expected}, found {found} (line "
+    )
+
+
+def test_a_titles_file_with_another_separator_names_both(tmp_path):
+    titles = _write(tmp_path, "movies.dat", MOVIES_DAT.replace("::", ","))
+    with pytest.raises(DataError) as error:
+        _local(_write(tmp_path, "ratings.dat", RATINGS_DAT))
+    assert str(error.value).startswith(f"{titles}: expected fields separated by '::', found ','")
+
+
+def _tar(text: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as bundle:
+        member = tarfile.TarInfo("u.data")
+        member.size = len(text)
+        bundle.addfile(member, io.BytesIO(text))
+    return buffer.getvalue()
+
+
+def _zip(text: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("u.data", text)
+    return buffer.getvalue()
+
+
+ARCHIVES = {
+    "gzip": gzip.compress,
+    "bz2": bz2.compress,
+    "xz": lzma.compress,
+    "zip": _zip,
+    "tar": _tar,
+    "7z": lambda text: b"7z\xbc\xaf\x27\x1c\x00\x04" + bytes(24),
+}
+
+
+@pytest.mark.parametrize("name", ["u.data.gz", "u.data"])
+@pytest.mark.parametrize("kind", ARCHIVES)
+def test_an_archive_is_named_not_parsed(tmp_path, kind, name):
+    path = tmp_path / name
+    path.write_bytes(ARCHIVES[kind](U_DATA.encode()))
+    with pytest.raises(DataError) as error:
+        _local(path)
+    assert str(error.value) == f"{path} is a {kind} archive, not a text file: unpack it first"
+
+
+def test_a_compressed_titles_file_is_named(tmp_path):
+    (tmp_path / "u.item").write_bytes(gzip.compress(U_ITEM.encode("latin-1")))
+    with pytest.raises(DataError, match=r"u\.item is a gzip archive, not a text file"):
+        _local(_write(tmp_path, "u.data", U_DATA))
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "where"),
+    [
+        ("u.data", U_DATA * 5 + "\n7\t8\t3\t-5\n" + U_DATA, "line 17: column 'timestamp' is -5"),
+        ("ratings.dat", "1::2::3::4\n-1::2::3::4\n", "line 2: column 'user' is -1"),
+        ("ratings.csv", RATINGS_CSV + "\n1,-29,4.0,5\n", "line 5: column 'item' is -29"),
+        ("ratings.csv", "1,2,3,4\n1,2,3,-4\n", "line 2: column 'timestamp' is -4"),
+    ],
+    ids=["u.data-blank-line", "dat", "csv-header", "csv-headerless"],
+)
+def test_a_negative_id_or_timestamp_names_its_line(tmp_path, name, text, where):
+    path = _write(tmp_path, name, text)
+    with pytest.raises(DataError) as error:
+        _local(path)
+    assert str(error.value) == f"{path}: {where}; expected a non-negative value"
 
 
 def test_csv_layout_with_movies_csv(tmp_path):
@@ -101,7 +192,7 @@ def test_headerless_csv_and_a_folder_path(tmp_path):
     ("name", "text", "fragments"),
     [
         ("u.data", "", ["the file is empty"]),
-        ("u.data", "196 242 3 881250949\n", ["line 1 is not a MovieLens ratings line"]),
+        ("export.txt", "196 242 3 881250949\n", ["line 1 is not a MovieLens ratings line"]),
         ("u.data", "1\t2\t3\t4\n5\t6\t7\n", ["line 2", "expected 4 fields", "tabs"]),
         ("u.data", "1\t2\t3\t4\n5\t6\t7\tnever\n", ["line 2", "timestamp must be a number"]),
         ("u.data", "1\tabc\t3\t4\n", ["line 1", "item must be a number", "'abc'"]),

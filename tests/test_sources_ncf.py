@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import gzip
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -96,6 +98,39 @@ def test_malformed_rating_files_are_data_errors(tmp_path):
         _load(_write(tmp_path, train="0\t5\t4\t100\n0\t6\t3\n"))
     with pytest.raises(DataError, match=r"toy\.test\.rating: the file is empty"):
         _load(_write(tmp_path, test=""))
+
+
+def test_a_rating_file_with_another_separator_names_both(tmp_path):
+    prefix = _write(tmp_path, train=TRAIN.replace("\t", ","))
+    with pytest.raises(DataError) as error:
+        _load(prefix)
+    assert str(error.value).startswith(
+        f"{prefix}.train.rating: expected fields separated by tabs, found ','"
+    )
+
+
+@pytest.mark.parametrize("suffix", ["train.rating", "test.rating", "test.negative"])
+def test_a_compressed_file_is_named_not_parsed(tmp_path, suffix):
+    prefix = _write(tmp_path)
+    path = Path(f"{prefix}.{suffix}")
+    path.write_bytes(gzip.compress(path.read_bytes()))
+    with pytest.raises(DataError) as error:
+        _load(prefix)
+    assert str(error.value) == f"{path} is a gzip archive, not a text file: unpack it first"
+
+
+@pytest.mark.parametrize(
+    ("train", "test", "where"),
+    [
+        ("0\t5\t4\t100\n0\t-6\t3\t101\n", TEST, "train.rating: line 2: column 'item' is -6"),
+        (TRAIN, "0\t7\t5\t200\n\n1\t8\t2\t-201\n", "test.rating: line 3: column 'timestamp'"),
+    ],
+    ids=["train", "test"],
+)
+def test_a_negative_value_names_its_file_and_line(tmp_path, train, test, where):
+    prefix = _write(tmp_path, train=train, test=test)
+    with pytest.raises(DataError, match=re.escape(f"{prefix}.{where}")):
+        _load(prefix)
 
 
 def test_parameters(tmp_path):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import bz2
+
 import pytest
 
 from neurec.errors import ConfigError, DataError
@@ -42,6 +44,33 @@ def test_malformed_files_are_data_errors(tmp_path, text, fragments):
     assert str(path) in str(error.value)
     for fragment in fragments:
         assert fragment in str(error.value)
+
+
+@pytest.mark.parametrize(("text", "found"), [("1,10\n1,11\n", "','"), ("1::10\n", "'::'")])
+def test_a_file_with_another_separator_names_it(tmp_path, text, found):
+    path = tmp_path / "seq.txt"
+    path.write_text(text)
+    with pytest.raises(DataError) as error:
+        _load(path)
+    assert str(error.value).startswith(
+        f"{path}: expected fields separated by whitespace, found {found}"
+    )
+
+
+def test_a_compressed_file_is_named_not_parsed(tmp_path):
+    path = tmp_path / "seq.txt"
+    path.write_bytes(bz2.compress(b"1 10\n1 11\n"))
+    with pytest.raises(DataError) as error:
+        _load(path)
+    assert str(error.value) == f"{path} is a bz2 archive, not a text file: unpack it first"
+
+
+def test_a_negative_id_names_its_line(tmp_path):
+    path = tmp_path / "seq.txt"
+    path.write_text("1 10\n\n1 11\n-2 12\n")
+    with pytest.raises(DataError) as error:
+        _load(path)
+    assert str(error.value) == f"{path}: line 4: column 'user' is -2; expected a non-negative value"
 
 
 def test_missing_file_and_parameters(tmp_path):

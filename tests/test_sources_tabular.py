@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import bz2
+import gzip
+import io
+import lzma
 import re
+import zipfile
 
 import pandas as pd
 import pytest
@@ -95,7 +100,7 @@ def test_parquet_numeric_columns_pass_through(tmp_path):
     [
         (SHOP_CSV, {**SHOP_COLUMNS, "timestamp": "time"}, ["'time'", "timestamp", "'ts'"]),
         ("user,item,ts\n1,2,3\n", None, ["no column 'timestamp'", "data.csv.columns"]),
-        ("user,item,timestamp\nC1,2,3\n", None, ["column 'user'", "'C1'", "row 1"]),
+        ("user,item,timestamp\nC1,2,3\n", None, ["line 2: column 'user'", "'C1'"]),
         ("user,item,timestamp\n1,2,3\n1,2,yesterday\n", None, ["'timestamp'", "'yesterday'"]),
         ("user,item,timestamp\n1,,3\n", None, ["column 'item'", "missing value"]),
         ("user,item,timestamp,rating\n1,2,3,good\n", None, ["'rating'", "'good'"]),
@@ -125,6 +130,140 @@ def test_csv_data_errors_name_file_and_column(tmp_path, text, columns, fragments
         assert fragment in str(error.value)
 
 
+@pytest.mark.parametrize(
+    ("text", "sep", "expected", "found"),
+    [
+        ("user;item;timestamp\n1;2;3\n", None, "','", "';'"),
+        ("user\titem\ttimestamp\n1\t2\t3\n", None, "','", "tabs"),
+        ("user,item,timestamp\n1,2,3\n", ";", "';'", "','"),
+    ],
+)
+def test_a_header_that_the_separator_does_not_split_names_the_one_it_holds(
+    tmp_path, text, sep, expected, found
+):
+    path = _write(tmp_path, "shop.csv", text)
+    settings = {} if sep is None else {"sep": sep}
+    with pytest.raises(DataError) as error:
+        load_source(_csv(path, **settings))
+    assert str(error.value).startswith(
+        f"{path}: expected fields separated by {expected}, found {found} (header: "
+    )
+
+
+def _one_file_zip(data: bytes) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as bundle:
+        bundle.writestr("shop.csv", data)
+    return buffer.getvalue()
+
+
+COMPRESSORS = {
+    "gzip": gzip.compress,
+    "bz2": bz2.compress,
+    "xz": lzma.compress,
+    "zip": _one_file_zip,
+}
+
+
+@pytest.mark.parametrize("name", ["shop.csv", "shop.csv.gz"])
+@pytest.mark.parametrize("kind", COMPRESSORS)
+def test_a_compressed_csv_is_read_whatever_its_name(tmp_path, kind, name):
+    path = tmp_path / name
+    path.write_bytes(COMPRESSORS[kind](SHOP_CSV.encode()))
+    plain = load_source(_csv(_write(tmp_path, "plain.csv", SHOP_CSV), columns=SHOP_COLUMNS))
+    packed = load_source(_csv(path, columns=SHOP_COLUMNS))
+    assert packed.interactions.equals(plain.interactions)
+    path.write_bytes(COMPRESSORS[kind](b"user,item,timestamp\n1,2,3\n\n1,2,-3\n"))
+    with pytest.raises(DataError, match=re.escape(f"{path}: line 4: column 'timestamp' is -3")):
+        load_source(_csv(path))
+
+
+def test_a_truncated_compressed_csv_is_a_data_error(tmp_path):
+    path = tmp_path / "shop.csv.gz"
+    path.write_bytes(gzip.compress(SHOP_CSV.encode() * 50)[:-30])
+    with pytest.raises(DataError, match=re.escape(f"{path}: damaged gzip data")):
+        load_source(_csv(path, columns=SHOP_COLUMNS))
+
+
+def test_archives_the_csv_source_cannot_read_are_named(tmp_path):
+    path = tmp_path / "shop.csv"
+    with zipfile.ZipFile(path, "w") as bundle:
+        bundle.writestr("a.csv", SHOP_CSV)
+        bundle.writestr("b.csv", SHOP_CSV)
+    with pytest.raises(DataError, match=re.escape(f"{path} is a zip archive of 2 files")):
+        load_source(_csv(path))
+    path.write_bytes(b"7z\xbc\xaf\x27\x1c\x00\x04" + bytes(24))
+    with pytest.raises(DataError) as error:
+        load_source(_csv(path))
+    assert str(error.value) == f"{path} is a 7z archive, not a text file: unpack it first"
+
+
+@pytest.mark.parametrize(
+    ("text", "where"),
+    [
+        ("user,item,timestamp\n1,2,3\n-1,2,3\n", "line 3: column 'user' is -1"),
+        (
+            '\nuser,item,note,timestamp\n1,2,"two\nlines",3\n\n1,-7,x,4\n',
+            "line 6: column 'item' is -7",
+        ),
+        (
+            "user,item,ts\n1,2,1970-01-01T00:00:05Z\n1,2,1969-12-31T23:59:59Z\n",
+            "line 3: column 'timestamp' is -1",
+        ),
+    ],
+    ids=["plain", "blank-lines-and-quoted-newline", "iso-before-1970"],
+)
+def test_a_negative_id_or_timestamp_names_its_line(tmp_path, text, where):
+    path = _write(tmp_path, "shop.csv", text)
+    with pytest.raises(DataError) as error:
+        load_source(_csv(path, columns={"timestamp": "ts"} if ",ts" in text else None))
+    assert str(error.value) == f"{path}: {where}; expected a non-negative value"
+
+
+@pytest.mark.parametrize(
+    ("text", "fragment"),
+    [
+        (
+            "user,item,timestamp\nTrue,2,3\nFalse,2,3\n",
+            "line 2: column 'user' must be numeric; it holds True",
+        ),
+        (
+            "user,item,timestamp\n1,2,3\n1,2,1e20\n",
+            "line 3: column 'timestamp' is 1e+20; too large",
+        ),
+        (
+            "user,item,timestamp\n1,2,3\n1,18446744073709551615,3\n",
+            "line 3: column 'item' is 18446744073709551615; too large",
+        ),
+    ],
+    ids=["boolean", "float-overflow", "uint64"],
+)
+def test_values_pandas_would_coerce_silently_are_refused(tmp_path, text, fragment):
+    path = _write(tmp_path, "shop.csv", text)
+    with pytest.raises(DataError, match=re.escape(f"{path}: {fragment}")):
+        load_source(_csv(path))
+
+
+def test_a_negative_id_in_parquet_names_its_row(tmp_path):
+    path = tmp_path / "events.parquet"
+    pd.DataFrame({"user": [1, 2, 3], "item": [4, -5, 6], "timestamp": [7, 8, 9]}).to_parquet(path)
+    with pytest.raises(DataError) as error:
+        load_source({"source": "parquet", "path": str(path)})
+    assert str(error.value) == f"{path}: row 2: column 'item' is -5; expected a non-negative value"
+
+
+def test_a_parquet_path_that_is_not_parquet_says_what_it_is(tmp_path):
+    path = _write(tmp_path, "events.parquet", "user,item,timestamp\n1,2,3\n")
+    with pytest.raises(DataError) as error:
+        load_source({"source": "parquet", "path": str(path)})
+    assert str(error.value).startswith(f"{path}: not a parquet file")
+    assert "'user,item,timestamp'" in str(error.value) and "data.source: csv" in str(error.value)
+    path.write_bytes(gzip.compress(b"user,item,timestamp\n1,2,3\n"))
+    with pytest.raises(DataError) as error:
+        load_source({"source": "parquet", "path": str(path)})
+    assert str(error.value) == f"{path} is a gzip archive, not a parquet file: unpack it first"
+
+
 def test_non_utf8_csv_is_a_data_error(tmp_path):
     path = tmp_path / "latin.csv"
     path.write_bytes("user,item,timestamp,titl\xe9\n1,2,3,x\n".encode("latin-1"))
@@ -133,7 +272,9 @@ def test_non_utf8_csv_is_a_data_error(tmp_path):
 
 
 def test_unreadable_parquet_is_a_data_error(tmp_path):
-    path = _write(tmp_path, "fake.parquet", "not parquet at all")
+    path = tmp_path / "cut.parquet"
+    pd.DataFrame({"user": [1], "item": [2], "timestamp": [3]}).to_parquet(path)
+    path.write_bytes(path.read_bytes()[:-20])  # starts like parquet, footer cut off
     with pytest.raises(DataError, match="not a readable parquet file"):
         load_source({"source": "parquet", "path": str(path)})
 

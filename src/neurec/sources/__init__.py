@@ -10,7 +10,7 @@ trips over another source's settings. A source module exposes
 from __future__ import annotations
 
 import importlib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,11 +40,14 @@ class SourceData:
     ``items``: optional item metadata with columns ``item`` (source id) and ``title``.
     ``test_candidates``: optional given negatives for the test users, columns ``user``,
     ``item`` (source ids), e.g. the NCF authors' 99 negatives per user.
+    ``locate``: optional; names where 0-based row ``i`` of ``interactions`` was read, e.g.
+    ``"u.data: line 17"``, for error messages (default: ``"<origin>: row i+1"``).
     """
 
     interactions: pd.DataFrame
     items: pd.DataFrame | None = None
     test_candidates: pd.DataFrame | None = None
+    locate: Callable[[int], str] | None = None
 
 
 def load_source(options: Mapping[str, Any]) -> SourceData:
@@ -63,5 +66,5 @@ def load_source(options: Mapping[str, Any]) -> SourceData:
     module = importlib.import_module(f"neurec.sources.{SOURCES[name]}")
     data = module.load({"source": name, "path": options.get("path"), "options": options.get(name)})
     origin = str(options.get("path") or f"data source '{name}'")
-    data.interactions = validate_interactions(data.interactions, origin)
+    data.interactions = validate_interactions(data.interactions, origin, data.locate)
     return data

@@ -1,7 +1,9 @@
 """MovieLens ratings, from a local copy or from the official GroupLens archives.
 
-With ``data.path`` the file's own content tells its format (``u.data``, ``ratings.dat`` or
-``ratings.csv`` layout), so renamed or partial copies read the same way. Without it the
+With ``data.path`` the file's suffix fixes its format (``.data``: the tab-separated
+``u.data`` layout, ``.dat``: the ``::`` of ``ratings.dat``, ``.csv``: ``ratings.csv``), and a
+file whose first line uses another separator is refused; any other name (renamed or
+partial copies) is read in the layout its first line shows. Without it the
 archive of ``data.movielens.variant`` is downloaded once into ``data.movielens.cache_dir``,
 checked against its published checksums and kept; MovieLens may not be redistributed,
 so the project never ships a copy.
@@ -31,9 +33,12 @@ import pandas as pd
 from neurec.errors import ConfigError, DataError
 from neurec.sources import SourceData
 from neurec.sources.tabular import (
+    first_line,
+    line_locator,
     read_delimited,
     read_mapped,
-    require_file,
+    require_separator,
+    require_text_file,
     source_options,
     source_path,
 )
@@ -46,6 +51,23 @@ _CSV_COLUMNS = {"user": "userId", "item": "movieId", "rating": "rating", "timest
 _RATING_FILES = ("u.data", "ratings.dat", "ratings.csv")
 _TIMEOUT_S = 60
 _CHUNK = 1 << 20
+
+
+@dataclass(frozen=True)
+class Layout:
+    """One MovieLens ratings format: its separator and the sibling file with the titles."""
+
+    sep: str
+    titles: str
+    title_sep: str | None  # None: movies.csv, read as CSV
+
+
+# by file suffix; for other names the first line decides, trying these in this order
+LAYOUTS = {
+    ".dat": Layout(sep="::", titles="movies.dat", title_sep="::"),
+    ".data": Layout(sep="\t", titles="u.item", title_sep="|"),
+    ".csv": Layout(sep=",", titles="movies.csv", title_sep=None),
+}
 
 
 @dataclass(frozen=True)
@@ -114,27 +136,31 @@ def read_local(path: Path) -> SourceData:
     """
     if path.is_dir():
         path = _ratings_in(path)
-    first = _first_line(require_file(path))
-    if "::" in first:
-        interactions = read_delimited(path, "::", _NAMES)
-        titles, title_sep = path.with_name("movies.dat"), "::"
-    elif "\t" in first:
-        interactions = read_delimited(path, "\t", _NAMES)
-        titles, title_sep = path.with_name("u.item"), "|"
-    elif "," in first:
-        if _is_int(first.split(",")[0]):
-            interactions = read_delimited(path, ",", _NAMES)
-        else:
-            interactions = read_mapped(path, "csv", _CSV_COLUMNS)
-        titles, title_sep = path.with_name("movies.csv"), None
+    head = first_line(require_text_file(path), encoding="latin-1")
+    if head is None:
+        raise DataError(f"{path}: the file is empty; expected MovieLens ratings")
+    number, line = head
+    layout = LAYOUTS.get(path.suffix) or _layout_shown_by(path, number, line)
+    require_separator(path, layout.sep, line, f"line {number}")
+    if layout.sep == "," and not _is_int(line.split(",")[0]):
+        data = read_mapped(path, "csv", _CSV_COLUMNS)
     else:
+        data = SourceData(read_delimited(path, layout.sep, _NAMES), locate=line_locator(path))
+    titles = path.with_name(layout.titles)
+    if titles.is_file():
+        data.items = _read_titles(titles, layout.title_sep)
+    return data
+
+
+def _layout_shown_by(path: Path, number: int, line: str) -> Layout:
+    layout = next((layout for layout in LAYOUTS.values() if layout.sep in line), None)
+    if layout is None:
         raise DataError(
-            f"{path}: line 1 is not a MovieLens ratings line: {first!r}; expected "
+            f"{path}: line {number} is not a MovieLens ratings line: {line!r}; expected "
             "user<TAB>item<TAB>rating<TAB>timestamp (u.data), user::item::rating::timestamp "
             "(ratings.dat) or CSV with header userId,movieId,rating,timestamp (ratings.csv)"
         )
-    items = _read_titles(titles, title_sep) if titles.is_file() else None
-    return SourceData(interactions=interactions, items=items)
+    return layout
 
 
 def fetch_archive(variant: Variant, settings: Mapping[str, Any]) -> Path:
@@ -297,16 +323,11 @@ def _ratings_in(folder: Path) -> Path:
     raise DataError(f"{folder}: holds none of the MovieLens ratings files {list(_RATING_FILES)}")
 
 
-def _first_line(path: Path) -> str:
-    with path.open(encoding="latin-1") as lines:
-        for line in lines:
-            if line.strip():
-                return line.rstrip("\r\n")
-    raise DataError(f"{path}: the file is empty; expected MovieLens ratings")
-
-
 def _read_titles(path: Path, sep: str | None) -> pd.DataFrame:
     """Item ids and titles from u.item / movies.dat (``sep``) or movies.csv (``None``)."""
+    head = first_line(require_text_file(path), encoding="latin-1")
+    if sep is not None and head is not None:
+        require_separator(path, sep, head[1], f"line {head[0]}")
     items, titles = [], []
     try:
         for number, fields in _title_rows(path, sep):

@@ -18,7 +18,13 @@ import pandas as pd
 
 from neurec.errors import DataError
 from neurec.sources import SourceData
-from neurec.sources.tabular import read_delimited, require_file, source_options, source_path
+from neurec.sources.tabular import (
+    line_locator,
+    read_delimited,
+    require_text_file,
+    source_options,
+    source_path,
+)
 
 _NAMES = ("user", "item", "rating", "timestamp")
 _HEAD = re.compile(r"\s*\(\s*(\d+)\s*,\s*(\d+)\s*\)(.*)")
@@ -33,7 +39,7 @@ def load(options: Mapping[str, Any]) -> SourceData:
         "<prefix>.test.rating and <prefix>.test.negative)"
     )
     train_path, test_path, negatives_path = (
-        require_file(Path(f"{prefix}.{suffix}"), hint)
+        require_text_file(Path(f"{prefix}.{suffix}"), hint)
         for suffix in ("train.rating", "test.rating", "test.negative")
     )
     train = read_delimited(train_path, "\t", _NAMES)
@@ -42,7 +48,12 @@ def load(options: Mapping[str, Any]) -> SourceData:
         [train.assign(split="train"), test.assign(split="test")], ignore_index=True
     )
     candidates = read_negatives(negatives_path, test, test_path)
-    return SourceData(interactions=interactions, test_candidates=candidates)
+    train_lines, test_lines = line_locator(train_path), line_locator(test_path)
+
+    def locate(row: int) -> str:
+        return train_lines(row) if row < len(train) else test_lines(row - len(train))
+
+    return SourceData(interactions=interactions, test_candidates=candidates, locate=locate)
 
 
 def read_negatives(path: Path, test: pd.DataFrame, test_path: Path) -> pd.DataFrame:

@@ -11,12 +11,13 @@ from collections.abc import Mapping
 from typing import Any
 
 from neurec.sources import SourceData
-from neurec.sources.tabular import read_delimited, source_options, source_path
+from neurec.sources.tabular import line_locator, read_delimited, source_options, source_path
 
 
 def load(options: Mapping[str, Any]) -> SourceData:
     """Interactions with ``timestamp`` = position of the line among its user's lines."""
     source_options(options, allowed=())
-    table = read_delimited(source_path(options), None, ("user", "item"))
+    path = source_path(options)
+    table = read_delimited(path, None, ("user", "item"))
     table["timestamp"] = table.groupby("user", sort=False).cumcount().astype("int64")
-    return SourceData(interactions=table)
+    return SourceData(interactions=table, locate=line_locator(path))
