@@ -4,7 +4,13 @@ import pytest
 
 from neurec.errors import ConfigError, DataError
 from neurec.interactions import validate_interactions
-from neurec.split import k_core, split_interactions
+from neurec.models.base import build_config
+from neurec.split import SplitConfig, k_core, split_interactions
+
+
+def split_table(interactions, params):
+    """What the split node does: the parameters block through the config builder."""
+    return split_interactions(interactions, build_config(SplitConfig, params, "split"))
 
 
 def table(rows):
@@ -24,7 +30,7 @@ def test_leave_one_out_is_per_user_by_time_with_stable_ties():
         (20, 9, 3, 2.0),
         (10, 4, 1, 5.0),
     ]
-    split = split_interactions(table(rows), {"method": "leave_one_out"})
+    split = split_table(table(rows), {"method": "leave_one_out"})
     source = split.item_index.set_index("item")["source_id"]
     user_of = split.user_index.set_index("user")["source_id"]
 
@@ -42,7 +48,7 @@ def test_leave_one_out_is_per_user_by_time_with_stable_ties():
 
 def test_ids_are_contiguous_indices():
     rows = [(u, i, t, 1.0) for u in (5, 9) for t, i in enumerate((100, 200, 300))]
-    split = split_interactions(table(rows), {})
+    split = split_table(table(rows), {})
     assert set(split.train["user"]) <= {0, 1}
     assert sorted(split.item_index["source_id"]) == [100, 200, 300]
     assert split.n_items == 3
@@ -51,9 +57,9 @@ def test_ids_are_contiguous_indices():
 def test_too_few_interactions_for_leave_one_out_is_a_clear_error():
     rows = [(1, 1, 1, 1.0), (1, 2, 2, 1.0), (2, 1, 1, 1.0), (2, 2, 2, 1.0), (2, 3, 3, 1.0)]
     with pytest.raises(DataError, match=r"fewer than 3 interactions.*min_user_interactions"):
-        split_interactions(table(rows), {"method": "leave_one_out"})
+        split_table(table(rows), {"method": "leave_one_out"})
     # the filter drops that user instead
-    split = split_interactions(table(rows), {"min_user_interactions": 3})
+    split = split_table(table(rows), {"min_user_interactions": 3})
     assert split.n_users == 1
 
 
@@ -65,14 +71,14 @@ def test_k_core_is_iterative():
 
 def test_rating_threshold_keeps_high_ratings_only():
     rows = [(1, i, i, float(r)) for i, r in enumerate([5, 4, 1, 5, 2, 4])]
-    split = split_interactions(table(rows), {"rating_threshold": 4})
+    split = split_table(table(rows), {"rating_threshold": 4})
     assert len(split.train) + len(split.validation) + len(split.test) == 4
 
 
 def test_temporal_split_has_no_future_in_train():
     rng = np.random.default_rng(0)
     rows = [(u, i, int(rng.integers(0, 1000)), 1.0) for u in range(30) for i in range(20)]
-    split = split_interactions(
+    split = split_table(
         table(rows), {"method": "temporal", "test_fraction": 0.2, "validation_fraction": 0.1}
     )
     assert split.train["timestamp"].max() < split.validation["timestamp"].min()
@@ -81,8 +87,8 @@ def test_temporal_split_has_no_future_in_train():
 
 def test_random_split_is_seeded():
     rows = [(u, i, i, 1.0) for u in range(20) for i in range(20)]
-    a = split_interactions(table(rows), {"method": "random", "seed": 3})
-    b = split_interactions(table(rows), {"method": "random", "seed": 3})
+    a = split_table(table(rows), {"method": "random", "seed": 3})
+    b = split_table(table(rows), {"method": "random", "seed": 3})
     pd.testing.assert_frame_equal(a.test, b.test)
     assert 0.1 < len(a.test) / len(rows) < 0.3
 
@@ -98,7 +104,7 @@ def test_random_split_is_seeded():
 def test_invalid_split_parameters(params, message):
     rows = pd.DataFrame({"user": [1, 1, 1], "item": [1, 2, 3], "timestamp": [1, 2, 3]})
     with pytest.raises(ConfigError, match=message):
-        split_interactions(validate_interactions(rows, "t"), params)
+        split_table(validate_interactions(rows, "t"), params)
 
 
 def test_given_split_keeps_test_as_given():
@@ -110,7 +116,7 @@ def test_given_split_keeps_test_as_given():
             "split": ["train", "train", "test", "train", "train", "test"],
         }
     )
-    split = split_interactions(validate_interactions(rows, "t"), {"method": "given"})
+    split = split_table(validate_interactions(rows, "t"), {"method": "given"})
     assert len(split.test) == 2 and len(split.validation) == 2 and len(split.train) == 2
 
 
