@@ -3,9 +3,12 @@ import pandas as pd
 import pytest
 
 from neurec.errors import ConfigError, DataError
+from neurec.evaluation import EvaluationConfig, EvaluationData, evaluate
 from neurec.interactions import validate_interactions
+from neurec.models import registry
 from neurec.models.base import build_config
-from neurec.split import SplitConfig, k_core, split_interactions
+from neurec.split import SplitConfig, dataset_statistics, k_core, split_interactions
+from tests.conftest import make_split
 
 
 def split_table(interactions, params):
@@ -133,3 +136,66 @@ def test_given_split_keeps_test_as_given():
 def test_canonical_table_validation(frame, message):
     with pytest.raises(DataError, match=message):
         validate_interactions(frame, "my.csv")
+
+
+# --- repeated interactions ----------------------------------------------------------------
+
+
+def pairs(part):
+    return set(zip(part["user"], part["item"], strict=True))
+
+
+@pytest.mark.parametrize("method", ["leave_one_out", "temporal", "random"])
+def test_a_log_concatenated_with_itself_never_puts_a_test_item_in_train(method):
+    rng = np.random.default_rng(1)
+    rows = [(u, i, int(rng.integers(0, 1000)), 1.0) for u in range(40) for i in range(12)]
+    doubled = table(rows + rows)
+    split = split_table(doubled, {"method": method})
+    assert split.duplicates_dropped == len(rows)
+    train = pairs(split.train)
+    assert not train & pairs(split.validation)
+    assert not train & pairs(split.test)
+    assert not pairs(split.validation) & pairs(split.test)
+    once = split_table(table(rows), {"method": method})
+    for name in ("train", "validation", "test"):
+        pd.testing.assert_frame_equal(getattr(split, name), getattr(once, name))
+
+
+def test_repeats_keep_each_users_first_interaction_with_an_item(caplog):
+    # user 1 sees item 7 at time 2 and again at 9 (a re-watch): the first one is kept, so
+    # item 7 is train, not test; the exact repeat of (1, 8, 5) counts once, in file order
+    rows = [(1, 7, 9, 1.0), (1, 8, 5, 2.0), (1, 9, 6, 1.0), (1, 7, 2, 1.0), (1, 8, 5, 3.0)]
+    rows += [(1, 10, 7, 1.0)]
+    with caplog.at_level("INFO", logger="neurec.split"):
+        split = split_table(table(rows), {"method": "leave_one_out"})
+    source = split.item_index.set_index("item")["source_id"]
+    assert list(split.train["item"].map(source)) == [7, 8]
+    assert list(split.validation["item"].map(source)) == [9]
+    assert list(split.test["item"].map(source)) == [10]
+    assert split.duplicates_dropped == 2
+    assert "dropped 2 repeated (user, item)" in caplog.text
+    assert dataset_statistics(table(rows), split)["duplicates_dropped"] == 2
+
+
+def test_repeats_are_dropped_before_the_k_core_filter():
+    # 5 rows but only 3 distinct items: a 4-core on users must drop this user
+    rows = [(1, 1, 1, 1.0), (1, 1, 2, 1.0), (1, 2, 3, 1.0), (1, 2, 4, 1.0), (1, 3, 5, 1.0)]
+    rows += [(2, i, i, 1.0) for i in range(1, 5)]
+    split = split_table(table(rows), {"min_user_interactions": 4})
+    assert list(split.user_index["source_id"]) == [2]
+
+
+@pytest.mark.slow
+def test_ease_on_ml100k_concatenated_with_itself_scores_as_on_ml100k(shared_data, tmp_path):
+    original = shared_data / "ml-100k" / "u.data"
+    doubled = tmp_path / "u.data"
+    doubled.write_bytes(original.read_bytes() * 2)
+    hit_rates = []
+    for path in (original, doubled):
+        split, (train, validation, test) = make_split({"source": "movielens", "path": str(path)})
+        model = registry()["ease"].from_params({"l2": 500.0}, train.n_users, train.n_items)
+        model.fit(train)
+        data = EvaluationData.build(train, validation, test)
+        hit_rates.append(evaluate(model, data, None, EvaluationConfig())[1]["full"]["HR@10"])
+    assert split.duplicates_dropped == 100_000
+    assert hit_rates[1] == hit_rates[0]

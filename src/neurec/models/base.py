@@ -95,7 +95,7 @@ class Recommender(ABC):
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None, n_users: int, n_items: int):
-        return cls(build_config(cls.config_class, params or {}, cls.name), n_users, n_items)
+        return cls(build_config(cls.config_class, params, cls.name), n_users, n_items)
 
 
 def gather_items(full_scores: torch.Tensor, items: np.ndarray | None) -> torch.Tensor:
@@ -116,14 +116,16 @@ def one_shot_report(model: Recommender, validator: Validator | None, started: fl
 # --- config ------------------------------------------------------------------------------
 
 
-def build_config(config_class: type[T], params: Mapping[str, Any], prefix: str) -> T:
+def build_config(config_class: type[T], params: Mapping[str, Any] | None, prefix: str) -> T:
     """Instantiate the dataclass ``config_class`` from a parameters block, checking keys/types.
 
     Used for every block: a model's (``prefix`` = the model name) and the ``split``,
     ``evaluation``, ``report`` and ``recommend`` blocks. Errors name the parameter as
     ``<prefix>.<key>`` so the user can find it in conf/; the dataclass's own checks (in
     ``__post_init__``) raise ``ValueError("<field>: ...")`` and get the prefix added here.
+    An empty block (``None``) gives the defaults.
     """
+    params = params or {}
     known = {f.name: f for f in dataclasses.fields(config_class)}
     unknown = sorted(set(params) - set(known))
     if unknown:
