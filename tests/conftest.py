@@ -10,8 +10,9 @@ from pathlib import Path
 import pytest
 
 from neurec.interactions import Interactions
+from neurec.models.base import build_config
 from neurec.sources import load_source
-from neurec.split import split_interactions
+from neurec.split import SplitConfig, split_interactions
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,7 +32,7 @@ def shared_data() -> Path:
 
 def make_split(source_params: dict, split_params: dict | None = None):
     table = load_source(source_params).interactions
-    split = split_interactions(table, split_params or {"method": "leave_one_out"})
+    split = split_interactions(table, build_config(SplitConfig, split_params or {}, "split"))
     return split, tuple(
         Interactions.from_frame(t, split.n_users, split.n_items)
         for t in (split.train, split.validation, split.test)

@@ -10,7 +10,7 @@ import torch
 from neurec.benchmark import parse_model_spec
 from neurec.datasets import load_model, save_model
 from neurec.errors import ConfigError
-from neurec.evaluation import EvaluationData, EvaluationSettings, evaluate, make_validator
+from neurec.evaluation import EvaluationConfig, EvaluationData, evaluate, make_validator
 from neurec.interactions import Histories
 from neurec.models import registry
 from neurec.models.autoencoder import multinomial_nll, training_users
@@ -168,7 +168,7 @@ def test_multvae_beats_most_popular_on_ml100k(shared_data):
         pytest.skip(f"{path} not present")
     _, (train, validation, test) = make_split({"source": "movielens", "path": str(path)})
     data = EvaluationData.build(train, validation, test)
-    settings = EvaluationSettings.from_params({"protocols": ["full"]})
+    settings = EvaluationConfig(protocols=("full",))
 
     def full_ndcg(name, params):
         model = registry()[name].from_params(params, train.n_users, train.n_items)

@@ -2,7 +2,7 @@
 
 import pytest
 
-from neurec.evaluation import EvaluationData, EvaluationSettings, evaluate
+from neurec.evaluation import EvaluationConfig, EvaluationData, evaluate
 from neurec.models import registry
 from tests.conftest import make_split
 
@@ -22,7 +22,7 @@ def full_ndcg(name, split_arrays, params=None):
     model = registry()[name].from_params(params or {}, train.n_users, train.n_items)
     model.fit(train)
     data = EvaluationData.build(train, validation, test)
-    settings = EvaluationSettings.from_params({"protocols": ["full"]})
+    settings = EvaluationConfig(protocols=("full",))
     return evaluate(model, data, None, settings)[1]["full"]["NDCG@10"]
 
 

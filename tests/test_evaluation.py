@@ -7,15 +7,14 @@ import torch
 
 from neurec.errors import ConfigError
 from neurec.evaluation import (
+    EvaluationConfig,
     EvaluationData,
-    EvaluationSettings,
     build_candidates,
     evaluate,
     make_validator,
-    parse_protocol,
 )
 from neurec.models import registry
-from neurec.models.base import Recommender, gather_items
+from neurec.models.base import Recommender, build_config, gather_items
 
 
 class Oracle(Recommender):
@@ -46,8 +45,8 @@ class Oracle(Recommender):
 def evaluation_setup(synthetic_split):
     split, (train, validation, test) = synthetic_split
     data = EvaluationData.build(train, validation, test)
-    settings = EvaluationSettings.from_params(
-        {"protocols": ["full", "sampled_uniform_99", "sampled_popularity_100"], "ks": [1, 10]}
+    settings = EvaluationConfig(
+        protocols=("full", "sampled_uniform_99", "sampled_popularity_100"), ks=(1, 10)
     )
     return split, (train, validation, test), data, settings, build_candidates(data, settings)
 
@@ -82,7 +81,7 @@ def test_validator_reports_ndcg_on_validation(synthetic_split):
 def test_ease_beats_most_popular_on_synthetic_data(synthetic_split):
     _, (train, validation, test) = synthetic_split
     data = EvaluationData.build(train, validation, test)
-    settings = EvaluationSettings.from_params({"protocols": ["full"]})
+    settings = EvaluationConfig(protocols=("full",))
     ndcg = {}
     for name in ("most_popular", "ease"):
         model = registry()[name].from_params({}, train.n_users, train.n_items)
@@ -91,15 +90,17 @@ def test_ease_beats_most_popular_on_synthetic_data(synthetic_split):
     assert ndcg["ease"] > 1.3 * ndcg["most_popular"]
 
 
-@pytest.mark.parametrize("name", ["sampled_uniform", "top10", "sampled_random_5"])
+@pytest.mark.parametrize(
+    "name", ["sampled_uniform", "top10", "sampled_random_5", "sampled_uniform_0"]
+)
 def test_unknown_protocol_is_a_config_error(name):
-    with pytest.raises(ConfigError, match=r"evaluation\.protocols"):
-        parse_protocol(name)
+    with pytest.raises(ConfigError, match=r"parameter evaluation\.protocols"):
+        build_config(EvaluationConfig, {"protocols": ["full", name]}, "evaluation")
 
 
 def test_given_protocol_without_given_negatives_is_a_config_error(evaluation_setup):
     _, _, data, _, _ = evaluation_setup
-    settings = EvaluationSettings.from_params({"protocols": ["sampled_given_99"]})
+    settings = EvaluationConfig(protocols=("sampled_given_99",))
     with pytest.raises(ConfigError, match="needs negatives from the source"):
         build_candidates(data, settings)
 

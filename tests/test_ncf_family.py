@@ -14,8 +14,8 @@ import yaml
 
 from neurec.errors import ConfigError
 from neurec.evaluation import (
+    EvaluationConfig,
     EvaluationData,
-    EvaluationSettings,
     build_candidates,
     evaluate,
     make_validator,
@@ -23,7 +23,7 @@ from neurec.evaluation import (
 from neurec.interactions import Interactions
 from neurec.models import registry
 from neurec.sources import load_source
-from neurec.split import split_interactions
+from neurec.split import SplitConfig, split_interactions
 
 FAMILY = ("gmf", "ncf", "neumf")
 SCRATCH = {"neumf": {"pretrain": False}}  # NeuMF without pre-trained models to copy
@@ -32,7 +32,7 @@ ML100K = DATA / "ml-100k" / "u.data"
 
 
 def split(table: pd.DataFrame):
-    sp = split_interactions(table, {"method": "leave_one_out", "min_user_interactions": 5})
+    sp = split_interactions(table, SplitConfig(min_user_interactions=5))
     parts = (sp.train, sp.validation, sp.test)
     return (Interactions.from_frame(f, sp.n_users, sp.n_items) for f in parts)
 
@@ -196,7 +196,7 @@ def test_parameters_file_lists_every_field_and_names_the_paper_value_it_departs_
 
 def neumf_beats_most_popular(train, validation, test, params) -> tuple[float, float]:
     data = EvaluationData.build(train, validation, test)
-    settings = EvaluationSettings.from_params({"protocols": ["full"], "ks": [10]})
+    settings = EvaluationConfig(protocols=("full",), ks=(10,))
     candidates = build_candidates(data, settings)
     scores = {}
     for name in ("most_popular", "neumf"):

@@ -1,7 +1,7 @@
 import numpy as np
 import scipy.sparse as sp
 
-from neurec.evaluation import EvaluationData, EvaluationSettings, build_candidates
+from neurec.evaluation import EvaluationConfig, EvaluationData, build_candidates
 from neurec.sampling import PairLookup, sample_candidate_sets, sample_training_negatives
 
 
@@ -42,7 +42,7 @@ def test_training_negatives_are_never_positives():
 def test_stored_candidates_cover_test_users_and_exclude_all_their_items(synthetic_split):
     _split, (train, validation, test) = synthetic_split
     data = EvaluationData.build(train, validation, test)
-    settings = EvaluationSettings.from_params({"protocols": ["full", "sampled_uniform_99"]})
+    settings = EvaluationConfig(protocols=("full", "sampled_uniform_99"))
     candidates = build_candidates(data, settings)
     assert set(candidates["protocol"]) == {"sampled_uniform_99"}
     assert (candidates.groupby("user").size() == 99).all()

@@ -14,8 +14,8 @@ from torch import nn
 
 from neurec.errors import ConfigError
 from neurec.evaluation import (
+    EvaluationConfig,
     EvaluationData,
-    EvaluationSettings,
     build_candidates,
     evaluate,
     make_validator,
@@ -258,7 +258,7 @@ def synthetic_ndcg(synthetic_split):
     """Test NDCG@10 (full ranking) of a model trained on the synthetic data."""
     split, (train, validation, test) = synthetic_split
     data = EvaluationData.build(train, validation, test)
-    settings = EvaluationSettings.from_params({"protocols": ["full"], "ks": [10]})
+    settings = EvaluationConfig(protocols=("full",), ks=(10,))
     candidates = build_candidates(data, settings)
     validator = make_validator(train, validation)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import platform
@@ -30,17 +31,17 @@ from kedro.config import OmegaConfigLoader
 
 from neurec.errors import ConfigError, NeurecError
 from neurec.evaluation import (
+    EvaluationConfig,
     EvaluationData,
-    EvaluationSettings,
     build_candidates,
     evaluate,
     make_validator,
 )
 from neurec.interactions import Interactions
 from neurec.models import Recommender, registry
-from neurec.models.base import with_dependencies
+from neurec.models.base import build_config, with_dependencies
 from neurec.sources import load_source
-from neurec.split import dataset_statistics, split_interactions
+from neurec.split import SplitConfig, dataset_statistics, split_interactions
 
 logger = logging.getLogger("neurec.benchmark")
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -98,15 +99,16 @@ def run_benchmark(
     model_params: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     started = time.perf_counter()
+    split_config = build_config(SplitConfig, split_params, "split")
+    config = build_config(EvaluationConfig, evaluation_params, "evaluation")
     source = load_source(data_params)
-    split = split_interactions(source.interactions, split_params)
+    split = split_interactions(source.interactions, split_config)
     train, validation, test = (
         Interactions.from_frame(t, split.n_users, split.n_items)
         for t in (split.train, split.validation, split.test)
     )
-    settings = EvaluationSettings.from_params(evaluation_params)
     data = EvaluationData.build(train, validation, test)
-    candidates = build_candidates(data, settings)
+    candidates = build_candidates(data, config)
     validator = make_validator(train, validation)
     logger.info(
         "data ready in %.1fs: %d users, %d items, %d train interactions",
@@ -132,8 +134,8 @@ def run_benchmark(
             trained[name] = model
         evaluation_seconds = {}
         metrics = {}
-        for protocol in settings.protocols:
-            one = EvaluationSettings((protocol,), settings.ks, settings.seed, settings.batch_size)
+        for protocol in config.protocols:
+            one = dataclasses.replace(config, protocols=(protocol,))
             t0 = time.perf_counter()
             _, summary = evaluate(model, data, candidates, one)
             evaluation_seconds[protocol.name] = round(time.perf_counter() - t0, 3)
@@ -155,8 +157,8 @@ def run_benchmark(
         "data": data_params,
         "dataset": dataset_statistics(source.interactions, split),
         "split": split_params,
-        "protocols": {p.name: p.describe() for p in settings.protocols},
-        "candidate_seed": settings.seed,
+        "protocols": {p.name: p.describe() for p in config.protocols},
+        "candidate_seed": config.seed,
         "torch_threads": torch.get_num_threads(),
         "machine": platform.platform(),
         "wall_seconds": round(time.perf_counter() - started, 1),

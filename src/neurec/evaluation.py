@@ -12,9 +12,8 @@ Protocol names say what was measured, so that columns are never mixed:
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +22,7 @@ import torch
 from neurec.errors import ConfigError, DataError
 from neurec.interactions import Histories, Interactions
 from neurec.metrics import ranking_metrics
-from neurec.models.base import Recommender
+from neurec.models.base import Recommender, check_positive
 from neurec.sampling import sample_candidate_sets
 from neurec.training import SELECTION_METRIC
 
@@ -51,39 +50,59 @@ class Protocol:
         return f"the test item(s) ranked among {self.n_negatives} negatives {how}"
 
 
+FULL = Protocol("full", None)
+
+
 def parse_protocol(name: str) -> Protocol:
+    """``full`` or ``sampled_<sampler>_<N>``; a bad name raises ``ValueError("protocols: ...")``."""
     match = PROTOCOL_PATTERN.match(str(name))
     if not match:
-        raise ConfigError(
-            f"parameter evaluation.protocols: unknown protocol {name!r}; expected 'full' or "
+        raise ValueError(
+            f"protocols: unknown protocol {name!r}; expected 'full' or "
             "'sampled_<uniform|popularity|given>_<N>' (e.g. sampled_uniform_99)"
         )
     if match.group(1) == "full":
-        return Protocol("full", None)
-    return Protocol(name, match.group(2), int(match.group(3)))
+        return FULL
+    n_negatives = int(match.group(3))
+    if n_negatives < 1:
+        raise ValueError(f"protocols: {name!r} needs at least one negative")
+    return Protocol(name, match.group(2), n_negatives)
 
 
 @dataclass(frozen=True)
-class EvaluationSettings:
-    protocols: tuple[Protocol, ...]
-    ks: tuple[int, ...]
-    seed: int
-    batch_size: int
+class EvaluationConfig:
+    """The ``evaluation`` parameters block (``conf/base/parameters.yml``).
 
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any]) -> EvaluationSettings:
-        protocols = tuple(parse_protocol(p) for p in params.get("protocols", ["full"]))
+    ``protocols`` may be given as names (YAML) or :class:`Protocol` objects; they are held
+    as protocols. ``ks`` always includes 10 (NDCG@10 selects checkpoints and anchors the
+    report), sorted and without repeats.
+    """
+
+    # full ranking only: the one protocol whose figures do not depend on sampled negatives
+    protocols: tuple[Protocol, ...] = (FULL,)
+    # the cut-offs papers report (HR/NDCG@1, 5, 10, 20)
+    ks: tuple[int, ...] = (1, 5, 10, 20)
+    # any fixed seed: sampled candidate sets are drawn once with it
+    seed: int = 2024
+    # users scored per batch: [1024, n_items] scores stay small on a CPU
+    batch_size: int = 1024
+
+    def __post_init__(self) -> None:
+        protocols = tuple(
+            p if isinstance(p, Protocol) else parse_protocol(p) for p in self.protocols
+        )
         if not protocols:
-            raise ConfigError("parameter evaluation.protocols: expected at least one protocol")
-        ks = tuple(int(k) for k in params.get("ks", [1, 5, 10, 20]))
-        if not ks or min(ks) < 1:
-            raise ConfigError(f"parameter evaluation.ks: expected positive cut-offs, got {ks}")
-        if 10 not in ks:  # NDCG@10 selects checkpoints and anchors the report
-            ks = (*ks, 10)
-        batch_size = int(params.get("batch_size", 1024))
-        if batch_size < 1:
-            raise ConfigError(f"parameter evaluation.batch_size: expected > 0, got {batch_size}")
-        return cls(protocols, tuple(sorted(set(ks))), int(params.get("seed", 2024)), batch_size)
+            raise ValueError("protocols: expected at least one protocol")
+        names = [p.name for p in protocols]
+        repeated = sorted({n for n in names if names.count(n) > 1})
+        if repeated:
+            raise ValueError(f"protocols: {repeated[0]!r} is listed more than once")
+        if not self.ks or min(self.ks) < 1:
+            raise ValueError(f"ks: expected positive cut-offs, got {list(self.ks)}")
+        check_positive("seed", self.seed, allow_zero=True)
+        check_positive("batch_size", self.batch_size)
+        object.__setattr__(self, "protocols", protocols)
+        object.__setattr__(self, "ks", tuple(sorted({*self.ks, 10})))
 
 
 @dataclass(frozen=True)
@@ -111,15 +130,15 @@ class EvaluationData:
 
 def build_candidates(
     data: EvaluationData,
-    settings: EvaluationSettings,
+    config: EvaluationConfig,
     given: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
     """Draw every sampled protocol's negatives once (seeded): a table protocol, user, item."""
     users = data.users
     interacted = data.history.append(data.targets).matrix()
-    rng = np.random.default_rng(settings.seed)
+    rng = np.random.default_rng(config.seed)
     frames = []
-    for protocol in settings.protocols:
+    for protocol in config.protocols:
         if protocol.is_full:
             continue
         if protocol.sampler == "given":
@@ -243,7 +262,7 @@ def evaluate(
     model: Recommender,
     data: EvaluationData,
     candidates: pd.DataFrame,
-    settings: EvaluationSettings,
+    config: EvaluationConfig,
 ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
     """Test metrics under every protocol: a per-user table and the means per protocol.
 
@@ -252,7 +271,7 @@ def evaluate(
     """
     users = data.users
     frames, summary = [], {}
-    for protocol in settings.protocols:
+    for protocol in config.protocols:
         negatives = (
             None if protocol.is_full else _candidate_matrix(candidates, protocol.name, users)
         )
@@ -262,8 +281,8 @@ def evaluate(
             data.targets,
             users,
             protocol,
-            settings.ks,
-            settings.batch_size,
+            config.ks,
+            config.batch_size,
             negatives,
         )
         top = per_user.pop("_top", None)
@@ -273,7 +292,7 @@ def evaluate(
         frames.append(frame)
         means = {k: float(np.nanmean(v)) for k, v in per_user.items()}
         if top is not None:
-            for k in settings.ks:
+            for k in config.ks:
                 means[f"Coverage@{k}"] = len(np.unique(top[:, :k])) / data.history.n_items
         summary[protocol.name] = means
     return pd.concat(frames, ignore_index=True), summary
@@ -294,9 +313,7 @@ def make_validator(
     ks = tuple(sorted({*ks, int(SELECTION_METRIC.split("@")[1])}))
 
     def validate(model: Recommender) -> dict[str, float]:
-        per_user = score_protocol(
-            model, history, targets, users, parse_protocol("full"), ks, batch_size
-        )
+        per_user = score_protocol(model, history, targets, users, FULL, ks, batch_size)
         return {
             name: float(np.nanmean(values))
             for name, values in per_user.items()

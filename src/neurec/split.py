@@ -4,11 +4,16 @@ Leave-one-out, exactly: per user, sort by timestamp with ties kept in source-fil
 (stable sort); the last interaction is the test item, the second-to-last the validation
 item, the rest train. Models fit on train; validation drives early stopping and model
 selection; at test time a user's history is train + validation.
+
+Repeats: each user's first interaction with an item (earliest timestamp, ties in file
+order) is kept and later ones are dropped before the split, so that an item a user is
+tested on is never in that user's history (evaluation excludes history items from
+every ranking, so a repeated target could never be hit).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -16,8 +21,42 @@ import numpy as np
 import pandas as pd
 
 from neurec.errors import ConfigError, DataError
+from neurec.models.base import check_choice, check_positive
+
+logger = logging.getLogger(__name__)
 
 METHODS = ("leave_one_out", "temporal", "random", "given")
+
+
+@dataclass(frozen=True)
+class SplitConfig:
+    """The ``split`` parameters block (``conf/base/parameters.yml``)."""
+
+    # per user by time: the protocol of the NCF/SASRec papers, the usual one for next-item
+    method: str = "leave_one_out"
+    # 0: no k-core filter, every user and item is kept unless asked otherwise
+    min_user_interactions: int = 0
+    min_item_interactions: int = 0
+    # None: every interaction counts as positive (implicit feedback)
+    rating_threshold: float | None = None
+    # temporal / random only: the common 80/10/10-style cut (10% of the rest validates)
+    test_fraction: float = 0.2
+    validation_fraction: float = 0.1
+    # random only: any fixed seed, so that a split is reproducible
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        check_choice("method", self.method, METHODS)
+        check_positive("min_user_interactions", self.min_user_interactions, allow_zero=True)
+        check_positive("min_item_interactions", self.min_item_interactions, allow_zero=True)
+        if not 0 < self.test_fraction < 1:
+            raise ValueError(f"test_fraction: expected a value in (0, 1), got {self.test_fraction}")
+        if not 0 <= self.validation_fraction < 1 - self.test_fraction:
+            raise ValueError(
+                "validation_fraction: expected 0 <= validation_fraction < 1 - test_fraction "
+                f"({1 - self.test_fraction:g}), got {self.validation_fraction}"
+            )
+        check_positive("seed", self.seed, allow_zero=True)
 
 
 @dataclass
@@ -29,6 +68,7 @@ class SplitData:
     test: pd.DataFrame
     user_index: pd.DataFrame  # columns: user (index), source_id
     item_index: pd.DataFrame  # columns: item (index), source_id
+    duplicates_dropped: int = 0  # repeated (user, item) rows removed before splitting
 
     @property
     def n_users(self) -> int:
@@ -37,11 +77,6 @@ class SplitData:
     @property
     def n_items(self) -> int:
         return len(self.item_index)
-
-
-def _option(options: Mapping[str, Any], key: str, default: Any) -> Any:
-    value = options.get(key, default)
-    return default if value is None else value
 
 
 def apply_rating_threshold(table: pd.DataFrame, threshold: float | None) -> pd.DataFrame:
@@ -53,6 +88,15 @@ def apply_rating_threshold(table: pd.DataFrame, threshold: float | None) -> pd.D
             "parameter split.rating_threshold is set but the data has no 'rating' column"
         )
     return table[table["rating"] >= threshold]
+
+
+def first_interactions(table: pd.DataFrame) -> pd.DataFrame:
+    """Each user's first interaction with each item: earliest timestamp, ties in file order."""
+    order = np.argsort(table["timestamp"].to_numpy(), kind="stable")
+    first = ~table.iloc[order].duplicated(["user", "item"], keep="first").to_numpy()
+    keep = np.zeros(len(table), dtype=bool)
+    keep[order[first]] = True
+    return table[keep]  # in file order, as the splits' tie-breaking expects
 
 
 def k_core(table: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
@@ -129,26 +173,17 @@ def _given(table: pd.DataFrame) -> tuple[pd.DataFrame, ...]:
     return given_train[~is_validation], given_train[is_validation], table[table["split"] == "test"]
 
 
-def split_interactions(table: pd.DataFrame, options: Mapping[str, Any]) -> SplitData:
-    """Filter, remap and split the canonical table as the ``split`` parameters say."""
-    method = _option(options, "method", "leave_one_out")
-    if method not in METHODS:
-        raise ConfigError(f"parameter split.method: unknown {method!r}; expected one of {METHODS}")
-    test_fraction = float(_option(options, "test_fraction", 0.2))
-    validation_fraction = float(_option(options, "validation_fraction", 0.1))
-    if not (0 < test_fraction < 1 and 0 <= validation_fraction < 1 - test_fraction):
-        raise ConfigError(
-            "parameters split.test_fraction / split.validation_fraction: need "
-            f"0 < test_fraction < 1 and 0 <= validation_fraction < 1 - test_fraction, got "
-            f"{test_fraction} / {validation_fraction}"
-        )
-
-    table = apply_rating_threshold(table, options.get("rating_threshold"))
-    table = k_core(
-        table,
-        int(_option(options, "min_user_interactions", 0)),
-        int(_option(options, "min_item_interactions", 0)),
+def split_interactions(table: pd.DataFrame, config: SplitConfig) -> SplitData:
+    """Filter, drop repeats, remap and split the canonical table as ``config`` says."""
+    table = apply_rating_threshold(table, config.rating_threshold)
+    kept = first_interactions(table)
+    duplicates = len(table) - len(kept)
+    logger.info(
+        "split: dropped %d repeated (user, item) interaction(s), keeping each user's first "
+        "with an item",
+        duplicates,
     )
+    table = k_core(kept, config.min_user_interactions, config.min_item_interactions)
     if table.empty:
         raise DataError(
             "split: no interactions left after filtering (split.rating_threshold, "
@@ -156,19 +191,20 @@ def split_interactions(table: pd.DataFrame, options: Mapping[str, Any]) -> Split
         )
     table, user_index, item_index = remap_ids(table)
     columns = ["user", "item", "timestamp"]
+    method = config.method
     if method == "leave_one_out":
         parts = _leave_one_out(table)
     elif method == "temporal":
-        parts = _temporal(table, test_fraction, validation_fraction)
+        parts = _temporal(table, config.test_fraction, config.validation_fraction)
     elif method == "random":
-        parts = _random(table, test_fraction, validation_fraction, int(_option(options, "seed", 0)))
+        parts = _random(table, config.test_fraction, config.validation_fraction, config.seed)
     else:
         parts = _given(table)
     train, validation, test = (part[columns].reset_index(drop=True) for part in parts)
     for name, part in (("train", train), ("test", test)):
         if part.empty:
             raise DataError(f"split: the {name} set is empty with split.method={method!r}")
-    return SplitData(train, validation, test, user_index, item_index)
+    return SplitData(train, validation, test, user_index, item_index, duplicates)
 
 
 def dataset_statistics(table: pd.DataFrame, split: SplitData) -> dict[str, Any]:
@@ -176,6 +212,7 @@ def dataset_statistics(table: pd.DataFrame, split: SplitData) -> dict[str, Any]:
     n_train = len(split.train)
     return {
         "interactions_raw": len(table),
+        "duplicates_dropped": split.duplicates_dropped,
         "users": split.n_users,
         "items": split.n_items,
         "train_interactions": n_train,

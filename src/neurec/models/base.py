@@ -13,13 +13,16 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, get_type_hints
+from types import UnionType
+from typing import Any, ClassVar, TypeVar, Union, get_args, get_origin, get_type_hints
 
 import numpy as np
 import torch
 
 from neurec.errors import ConfigError
 from neurec.interactions import Histories, Interactions
+
+T = TypeVar("T")
 
 # validation callback: model -> {"NDCG@10": ..., "HR@10": ...} on the validation users
 Validator = Callable[["Recommender"], dict[str, float]]
@@ -92,7 +95,7 @@ class Recommender(ABC):
 
     @classmethod
     def from_params(cls, params: Mapping[str, Any] | None, n_users: int, n_items: int):
-        return cls(build_config(cls, params or {}), n_users, n_items)
+        return cls(build_config(cls.config_class, params, cls.name), n_users, n_items)
 
 
 def gather_items(full_scores: torch.Tensor, items: np.ndarray | None) -> torch.Tensor:
@@ -113,35 +116,43 @@ def one_shot_report(model: Recommender, validator: Validator | None, started: fl
 # --- config ------------------------------------------------------------------------------
 
 
-def build_config(model_class: type[Recommender], params: Mapping[str, Any]) -> Any:
-    """Instantiate ``model_class.config_class`` from a parameters block, checking keys/types.
+def build_config(config_class: type[T], params: Mapping[str, Any] | None, prefix: str) -> T:
+    """Instantiate the dataclass ``config_class`` from a parameters block, checking keys/types.
 
-    Errors name the parameter as ``<model>.<key>`` so the user can find it in conf/.
+    Used for every block: a model's (``prefix`` = the model name) and the ``split``,
+    ``evaluation``, ``report`` and ``recommend`` blocks. Errors name the parameter as
+    ``<prefix>.<key>`` so the user can find it in conf/; the dataclass's own checks (in
+    ``__post_init__``) raise ``ValueError("<field>: ...")`` and get the prefix added here.
+    An empty block (``None``) gives the defaults.
     """
-    config_class = model_class.config_class
-    name = model_class.name
+    params = params or {}
     known = {f.name: f for f in dataclasses.fields(config_class)}
     unknown = sorted(set(params) - set(known))
     if unknown:
         raise ConfigError(
-            f"parameter {name}.{unknown[0]}: unknown for model '{name}'; "
+            f"parameter {prefix}.{unknown[0]}: unknown in '{prefix}'; "
             f"expected some of {sorted(known)}"
         )
     hints = get_type_hints(config_class)
     values = {}
     for key, value in params.items():
-        values[key] = _coerce(f"{name}.{key}", value, hints[key])
+        values[key] = _coerce(f"{prefix}.{key}", value, hints[key])
     try:
         return config_class(**values)
     except ConfigError:
         raise
     except ValueError as error:  # raised by the config's own checks as "<field>: ..."
-        raise ConfigError(f"parameter {name}.{error}") from error
+        raise ConfigError(f"parameter {prefix}.{error}") from error
 
 
 def _coerce(where: str, value: Any, hint: Any) -> Any:
-    """Accept YAML's spelling of a typed field (ints for floats, lists for tuples)."""
-    origin = getattr(hint, "__origin__", None)
+    """Accept YAML's spelling of a typed field (ints for floats, lists for tuples, null)."""
+    origin = get_origin(hint)
+    if origin in (Union, UnionType) and type(None) in get_args(hint):
+        if value is None:
+            return None
+        (inner,) = (arg for arg in get_args(hint) if arg is not type(None))
+        return _coerce(where, value, inner)
     if hint is float and isinstance(value, int | float) and not isinstance(value, bool):
         return float(value)
     if hint is int and isinstance(value, int) and not isinstance(value, bool):
@@ -160,7 +171,7 @@ def _coerce(where: str, value: Any, hint: Any) -> Any:
 
 
 def check_choice(field_name: str, value: Any, choices: tuple[Any, ...]) -> None:
-    """For a config's ``__post_init__``: ``build_config`` adds the model name to the error."""
+    """For a config's ``__post_init__``: ``build_config`` adds the block name to the error."""
     if value not in choices:
         raise ValueError(f"{field_name}: expected one of {choices}, got {value!r}")
 

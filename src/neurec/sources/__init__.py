@@ -50,8 +50,8 @@ class SourceData:
     locate: Callable[[int], str] | None = None
 
 
-def load_source(options: Mapping[str, Any]) -> SourceData:
-    """Load and validate the interactions described by the ``data`` parameters."""
+def check_data_params(options: Mapping[str, Any]) -> None:
+    """The top-level keys of the ``data`` block: a known source, no unknown key."""
     name = options.get("source")
     if name not in SOURCES:
         raise ConfigError(
@@ -63,6 +63,12 @@ def load_source(options: Mapping[str, Any]) -> SourceData:
             f"parameter data.{unknown[0]}: unknown; the data block takes 'source', 'path' and "
             f"one settings block per source ({sorted(SOURCES)})"
         )
+
+
+def load_source(options: Mapping[str, Any]) -> SourceData:
+    """Load and validate the interactions described by the ``data`` parameters."""
+    check_data_params(options)
+    name = options["source"]
     module = importlib.import_module(f"neurec.sources.{SOURCES[name]}")
     data = module.load({"source": name, "path": options.get("path"), "options": options.get(name)})
     origin = str(options.get("path") or f"data source '{name}'")

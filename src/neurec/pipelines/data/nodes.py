@@ -1,17 +1,24 @@
-"""Nodes of the data pipeline: thin adapters over neurec.sources / neurec.split."""
+"""Nodes of the data pipeline: thin adapters over neurec.sources / neurec.split.
+
+Nodes take parameter blocks as plain dicts and build the typed config themselves: a node
+argument annotated with a dataclass would make Kedro instantiate it without the config
+builder's checks and messages.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from neurec.errors import DataError
-from neurec.evaluation import EvaluationData, EvaluationSettings, build_candidates
+from neurec.evaluation import EvaluationConfig, EvaluationData, build_candidates
 from neurec.interactions import Interactions
+from neurec.models.base import build_config
 from neurec.sources import load_source
-from neurec.split import dataset_statistics, split_interactions
+from neurec.split import SplitConfig, dataset_statistics, split_interactions
 
 EMPTY_ITEMS = pd.DataFrame({"item": pd.Series(dtype="int64"), "title": pd.Series(dtype="str")})
 EMPTY_PAIRS = pd.DataFrame({"user": pd.Series(dtype="int64"), "item": pd.Series(dtype="int64")})
@@ -29,9 +36,10 @@ def split(
     interactions: pd.DataFrame, split_params: dict[str, Any]
 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
     """Filter, remap ids and split; also returns the data set statistics for the report."""
-    result = split_interactions(interactions, split_params)
+    config = build_config(SplitConfig, split_params, "split")
+    result = split_interactions(interactions, config)
     stats = dataset_statistics(interactions, result)
-    stats["split"] = dict(split_params)
+    stats["split"] = dataclasses.asdict(config)
     return (
         result.train,
         result.validation,
@@ -61,10 +69,8 @@ def sample_candidates(
     data = EvaluationData.build(
         *(to_interactions(t, user_index, item_index) for t in (train, validation, test))
     )
-    settings = EvaluationSettings.from_params(evaluation_params)
-    return build_candidates(
-        data, settings, _given_to_index(given_candidates, user_index, item_index)
-    )
+    config = build_config(EvaluationConfig, evaluation_params, "evaluation")
+    return build_candidates(data, config, _given_to_index(given_candidates, user_index, item_index))
 
 
 def _given_to_index(

@@ -8,8 +8,9 @@ from typing import Any
 
 import pandas as pd
 
-from neurec.evaluation import EvaluationData, EvaluationSettings, evaluate, make_validator
+from neurec.evaluation import EvaluationConfig, EvaluationData, evaluate, make_validator
 from neurec.models import Recommender, registry
+from neurec.models.base import build_config
 from neurec.pipelines.data.nodes import to_interactions
 
 logger = logging.getLogger(__name__)
@@ -56,9 +57,8 @@ def evaluate_model(
         *(to_interactions(t, user_index, item_index) for t in (train, validation, test))
     )
     started = time.perf_counter()
-    per_user, summary = evaluate(
-        model, data, test_candidates, EvaluationSettings.from_params(evaluation_params)
-    )
+    config = build_config(EvaluationConfig, evaluation_params, "evaluation")
+    per_user, summary = evaluate(model, data, test_candidates, config)
     seconds = time.perf_counter() - started
     for protocol, values in summary.items():
         logger.info(

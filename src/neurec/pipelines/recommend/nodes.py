@@ -3,18 +3,34 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from neurec.datasets import ModelShelf
-from neurec.errors import ConfigError, DataError
+from neurec.errors import DataError
 from neurec.models import registry
+from neurec.models.base import build_config, check_choice, check_positive
 from neurec.pipelines.data.nodes import to_interactions
 from neurec.recommend import item_popularity, recommend_users, recommendation_table
 
 logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RecommendConfig:
+    """The ``recommend`` parameters block (``conf/base/parameters_recommend.yml``)."""
+
+    # EASE: trained in seconds, and it serves users it never saw from their history
+    model: str = "ease"
+    # a typical list length for a page of recommendations
+    k: int = 10
+
+    def __post_init__(self) -> None:
+        check_choice("model", self.model, tuple(sorted(registry())))
+        check_positive("k", self.k)
 
 
 def recommend_for_users(
@@ -34,15 +50,8 @@ def recommend_for_users(
     no training interactions for an embedding model) get popular items, marked in the
     ``strategy`` column.
     """
-    name = recommend_params.get("model")
-    if name not in registry():
-        raise ConfigError(
-            f"parameter recommend.model: {name!r} is not a registered model; "
-            f"expected one of {sorted(registry())}"
-        )
-    k = recommend_params.get("k", 10)
-    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
-        raise ConfigError(f"parameter recommend.k: expected a positive integer, got {k!r}")
+    config = build_config(RecommendConfig, recommend_params, "recommend")
+    name, k = config.model, config.k
     model = trained_models.load(name)
     if (model.n_users, model.n_items) != (len(user_index), len(item_index)):
         raise DataError(

@@ -15,9 +15,9 @@ import pandas as pd
 import plotly.graph_objects as go
 from matplotlib.figure import Figure
 
-from neurec.errors import ConfigError
-from neurec.evaluation import parse_protocol
+from neurec.evaluation import EvaluationConfig
 from neurec.models import registry
+from neurec.models.base import build_config, check_positive
 from neurec.pipelines.reporting import plots
 from neurec.statistics import compare_with_baseline, metric_intervals
 from neurec.training import SELECTION_METRIC
@@ -31,27 +31,27 @@ AT_K_FILE = "metrics_at_k.png"
 
 
 @dataclass(frozen=True)
-class ReportSettings:
+class ReportConfig:
+    """The ``report`` parameters block (``conf/base/parameters_report.yml``)."""
+
+    # the conventional 95% interval of every per-user mean metric
     confidence: float = 0.95
+    # 1000 bootstrap resamples: percentile bounds stable to about 0.001 for metrics in [0, 1]
     bootstrap_resamples: int = 1000
+    # 10000 sign flips: p-values resolved to 1e-4, well below alpha after Holm's correction
     permutation_resamples: int = 10000
+    # the conventional significance level, after Holm's correction
     alpha: float = 0.05
+    # any fixed seed: intervals and p-values are reproducible
     seed: int = 0
 
-    @classmethod
-    def from_params(cls, params: Mapping[str, Any] | None) -> ReportSettings:
-        params = dict(params or {})
-        unknown = sorted(set(params) - set(cls.__dataclass_fields__))
-        if unknown:
-            raise ConfigError(f"parameter report.{unknown[0]}: unknown report setting")
-        settings = cls(**params)
+    def __post_init__(self) -> None:
         for name in ("confidence", "alpha"):
-            if not 0 < getattr(settings, name) < 1:
-                raise ConfigError(f"parameter report.{name}: expected a value in (0, 1)")
-        for name in ("bootstrap_resamples", "permutation_resamples"):
-            if getattr(settings, name) < 1:
-                raise ConfigError(f"parameter report.{name}: expected > 0")
-        return settings
+            if not 0 < getattr(self, name) < 1:
+                raise ValueError(f"{name}: expected a value in (0, 1), got {getattr(self, name)}")
+        check_positive("bootstrap_resamples", self.bootstrap_resamples)
+        check_positive("permutation_resamples", self.permutation_resamples)
+        check_positive("seed", self.seed, allow_zero=True)
 
 
 def split_model_inputs(
@@ -76,20 +76,20 @@ def best_baseline(metrics: dict[str, Any], protocol: str) -> str | None:
 def build_metrics(
     dataset_stats: dict[str, Any],
     evaluation_params: dict[str, Any],
-    report_params: dict[str, Any] | None = None,
+    report_params: dict[str, Any],
     **per_model: Any,
 ) -> dict[str, Any]:
     """The metrics.json contract, {"dataset", "protocols", "models": {m: {...}}}, plus
     per-epoch history, bootstrap intervals and the significance tests."""
-    settings = ReportSettings.from_params(report_params)
+    evaluation = build_config(EvaluationConfig, evaluation_params, "evaluation")
+    settings = build_config(ReportConfig, report_params, "report")
     results, user_metrics = split_model_inputs(per_model)
-    protocols = {name: parse_protocol(name).describe() for name in evaluation_params["protocols"]}
     models = registry()
     metrics = {
         "dataset": dataset_stats,
         "protocols": {
-            name: {"description": text, "seed": evaluation_params.get("seed")}
-            for name, text in protocols.items()
+            protocol.name: {"description": protocol.describe(), "seed": evaluation.seed}
+            for protocol in evaluation.protocols
         },
         "statistics": {
             "confidence": settings.confidence,
@@ -121,7 +121,7 @@ def build_metrics(
 
 
 def significance(
-    metrics: dict[str, Any], user_metrics: dict[str, pd.DataFrame], settings: ReportSettings
+    metrics: dict[str, Any], user_metrics: dict[str, pd.DataFrame], settings: ReportConfig
 ) -> dict[str, Any]:
     """Every model against the best baseline (chosen under ``full``), per protocol."""
     protocols = list(metrics["protocols"])

@@ -1,0 +1,68 @@
+"""Fail early: every parameter block a run reads is checked before its first node runs.
+
+Each node builds its typed config itself (``build_config``), but a node runs only when
+its inputs are ready: a bad ``neumf`` value would stop the run after GMF and NCF have
+trained, a bad protocol after EASE has saved a model. This hook builds, before the first
+node, the config of every block the pipeline being run reads (``params:<block>`` inputs):
+``data`` (its top-level keys; the chosen source checks its own sub-block when it loads),
+``split``, ``evaluation``, ``report``, ``recommend`` and each model's block. A bad value
+stops the run with the same ``ConfigError`` the node would raise, and nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from kedro.framework.hooks import hook_impl
+from kedro.io import CatalogProtocol
+from kedro.pipeline import Pipeline
+
+from neurec.evaluation import EvaluationConfig
+from neurec.models import registry
+from neurec.models.base import build_config
+from neurec.pipelines.recommend.nodes import RecommendConfig
+from neurec.pipelines.reporting.nodes import ReportConfig
+from neurec.sources import check_data_params
+from neurec.split import SplitConfig
+
+PARAMS_PREFIX = "params:"
+# parameter block -> the config its node builds (models: their own config_class)
+BLOCK_CONFIGS: dict[str, type] = {
+    "split": SplitConfig,
+    "evaluation": EvaluationConfig,
+    "report": ReportConfig,
+    "recommend": RecommendConfig,
+}
+
+
+def parameter_blocks(pipeline: Pipeline) -> list[str]:
+    """The top-level parameter blocks the pipeline's nodes read (``params:split`` -> split)."""
+    return sorted(
+        {
+            name.removeprefix(PARAMS_PREFIX).split(".")[0]
+            for name in pipeline.inputs()
+            if name.startswith(PARAMS_PREFIX)
+        }
+    )
+
+
+def check_parameters(parameters: Mapping[str, Any], blocks: Iterable[str]) -> None:
+    """Build the config of each named block; the first bad value raises ``ConfigError``."""
+    models = registry()
+    for block in blocks:
+        params = parameters.get(block)
+        if block == "data":
+            check_data_params(params or {})
+        elif block in BLOCK_CONFIGS:
+            build_config(BLOCK_CONFIGS[block], params, block)
+        elif block in models:
+            build_config(models[block].config_class, params, block)
+
+
+class ParameterValidationHooks:
+    @hook_impl(tryfirst=True)  # before kedro-mlflow opens a run for a run that cannot start
+    def before_pipeline_run(
+        self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
+    ) -> None:
+        check_parameters(catalog.load("parameters"), parameter_blocks(pipeline))
