@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from neurec.errors import ConfigError
 from neurec.evaluation import make_validator
 from neurec.models import registry
 from neurec.pipelines.modeling import nodes
@@ -195,3 +196,9 @@ def test_resume_off_trains_from_scratch(project_copy, monkeypatch, caplog):
     with pytest.raises(Interrupted):
         kedro_run(project_copy, "sasrec", params)
     assert not (project_copy / "data/06_models/checkpoints").exists()
+
+
+def test_a_bad_resume_setting_names_the_parameter(tiny, tmp_path):
+    model = build("gmf", tiny[0])
+    with pytest.raises(ConfigError, match=r"parameter training\.resume: expected true or false"):
+        nodes.make_checkpoint(model, tiny, {}, {"resume": "yes"}, tmp_path)
