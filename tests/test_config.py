@@ -12,6 +12,7 @@ from neurec.pipeline_registry import register_pipelines
 from neurec.pipelines.recommend.nodes import RecommendConfig
 from neurec.pipelines.reporting.nodes import ReportConfig
 from neurec.split import SplitConfig
+from neurec.training import TrainingConfig
 from neurec.validation import BLOCK_CONFIGS, check_parameters, parameter_blocks
 from tests.test_pipeline import SMALL_DATA, kedro_run
 
@@ -20,6 +21,7 @@ BLOCKS = {
     "evaluation": EvaluationConfig,
     "report": ReportConfig,
     "recommend": RecommendConfig,
+    "training": TrainingConfig,
 }
 
 
@@ -57,6 +59,8 @@ BLOCKS = {
         ("recommend", {"model": "nosuchmodel"}, r"recommend\.model: expected one of"),
         ("recommend", {"k": 0}, r"recommend\.k: expected > 0"),
         ("recommend", {"k": True}, r"recommend\.k: expected int"),
+        ("training", {"resume": "yes"}, r"training\.resume: expected bool"),
+        ("training", {"resum": True}, r"training\.resum: unknown .*expected some of"),
     ],
 )
 def test_every_block_rejects_unknown_keys_and_invalid_values(block, params, message):
@@ -82,7 +86,14 @@ def test_an_empty_block_gives_the_dataclass_defaults():
 
 def test_a_pipeline_checks_the_blocks_its_nodes_read():
     pipelines = register_pipelines()
-    assert parameter_blocks(pipelines["ease"]) == ["data", "ease", "evaluation", "report", "split"]
+    assert parameter_blocks(pipelines["ease"]) == [
+        "data",
+        "ease",
+        "evaluation",
+        "report",
+        "split",
+        "training",
+    ]
     assert {"gmf", "ncf", "neumf"} <= set(parameter_blocks(pipelines["neumf"]))
     assert parameter_blocks(pipelines["recommend"]) == ["recommend"]
 

@@ -4,16 +4,29 @@ A neural model supplies four things (its module, its batches, its loss, its scor
 the loop supplies the rest: seeding, device placement, optimiser, per-epoch progress
 lines (loss, validation metric, time, ETA), early stopping on the validation metric and
 restoring the best epoch's weights. Checkpoints are chosen on validation, never on test.
+
+Given a :class:`Checkpoint`, the loop also saves its whole progress after every epoch
+(weights, optimiser, both random generators, early-stopping state, history) and, when
+the file is there and was written by the same training (same model, config and data),
+continues from it: an interrupted run resumed reaches the same weights as one that was
+never interrupted. The file is removed when training completes.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import logging
 import math
+import os
+import tempfile
 import time
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -57,6 +70,14 @@ class TorchConfig:
         check_positive("patience", self.patience)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("device", self.device, DEVICES)
+
+
+@dataclass
+class TrainingConfig:
+    """The ``training`` parameters block: how the loop treats interrupted runs."""
+
+    # save a checkpoint every epoch and continue from it after a kill (same config and data)
+    resume: bool = True
 
 
 def resolve_device(requested: str) -> torch.device:
@@ -120,10 +141,11 @@ class TorchRecommender(Recommender):
         train: Interactions,
         validator: Validator | None = None,
         pretrained: Mapping[str, Recommender] | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> FitReport:
         if pretrained:
             self.initialise_from(pretrained)
-        return train_loop(self, train, validator)
+        return train_loop(self, train, validator, checkpoint)
 
     @torch.no_grad()
     def score(
@@ -145,9 +167,123 @@ class TorchRecommender(Recommender):
     def load_state(self, state: Mapping[str, torch.Tensor]) -> None:
         self.module.load_state_dict(state)
 
+    def training_state(self) -> dict[str, Any]:
+        """What training changes besides the weights (Mult-VAE's annealing clock), for resume.
 
-def train_loop(model: TorchRecommender, train: Interactions, validator: Validator | None):
-    """Epochs with progress lines, early stopping on validation NDCG@10, best weights kept."""
+        Plain Python values and tensors only; the default model has none.
+        """
+        return {}
+
+    def load_training_state(self, state: Mapping[str, Any]) -> None:
+        """Restore what :meth:`training_state` returned."""
+
+
+class Checkpoint:
+    """One training's progress file: saved after every epoch, read to resume, then removed.
+
+    ``key`` says which training wrote it (:func:`training_key`: model, config, data); a
+    file with another key is never resumed from, so a changed parameter or data set
+    starts afresh (and the log says what changed).
+    """
+
+    def __init__(self, path: str | Path, key: Mapping[str, str]) -> None:
+        self.path = Path(path)
+        self.key = dict(key)
+
+    def load(self, model_name: str) -> dict[str, Any] | None:
+        """The saved progress when it belongs to this training, else None (logged why)."""
+        if not self.path.exists():
+            return None
+        try:
+            saved = torch.load(self.path, map_location="cpu", weights_only=True)
+            saved_key = saved["key"]
+        except Exception as error:  # any unreadable file: train afresh rather than guess
+            logger.warning(
+                "%s: checkpoint %s is unreadable (%s); starting fresh", model_name, self.path, error
+            )
+            return None
+        changed = [
+            k for k in sorted({*self.key, *saved_key}) if saved_key.get(k) != self.key.get(k)
+        ]
+        if changed:
+            logger.info(
+                "%s: checkpoint %s was written with a different %s; starting fresh",
+                model_name,
+                self.path,
+                " and ".join(changed),
+            )
+            return None
+        return saved
+
+    def save(self, progress: Mapping[str, Any]) -> None:
+        """Atomically: written to a temporary file beside it, then renamed over it."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle, temporary = tempfile.mkstemp(
+            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
+        )
+        try:
+            with os.fdopen(handle, "wb") as file:
+                torch.save({"key": self.key, **progress}, file)
+                file.flush()
+                os.fsync(file.fileno())
+            os.replace(temporary, self.path)
+        except BaseException:
+            Path(temporary).unlink(missing_ok=True)
+            raise
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def training_key(
+    model: Recommender,
+    data: tuple[Interactions, ...],
+    pretrained: Mapping[str, Recommender] | None = None,
+) -> dict[str, str]:
+    """What makes two trainings the same: model name, config and sizes, and the data.
+
+    ``data``: the interactions training sees (train and validation); ``pretrained``: the
+    models whose weights it starts from (their weights count as data).
+    """
+    config = {"config": dataclasses.asdict(model.config), "shape": [model.n_users, model.n_items]}
+    key = {
+        "model": model.name,
+        "config": _digest([json.dumps(config, sort_keys=True, default=str)]),
+        "data": _digest([array for part in data for array in (part.user, part.item)]),
+    }
+    if pretrained:
+        key["pretrained models"] = _digest(
+            sorted(pretrained)
+            + [t for name in sorted(pretrained) for t in pretrained[name].state().values()]
+        )
+    return key
+
+
+def _digest(parts: list[str | np.ndarray | torch.Tensor]) -> str:
+    hasher = hashlib.blake2b(digest_size=16)
+    for part in parts:
+        if isinstance(part, torch.Tensor):
+            part = part.detach().cpu().contiguous().view(-1).view(torch.uint8).numpy()
+        if isinstance(part, np.ndarray):
+            hasher.update(f"{part.dtype}{part.shape}".encode())
+            hasher.update(np.ascontiguousarray(part).data)
+        else:
+            hasher.update(part.encode())
+    return hasher.hexdigest()
+
+
+def train_loop(
+    model: TorchRecommender,
+    train: Interactions,
+    validator: Validator | None,
+    checkpoint: Checkpoint | None = None,
+) -> FitReport:
+    """Epochs with progress lines, early stopping on validation NDCG@10, best weights kept.
+
+    With ``checkpoint``, progress is saved after every epoch but the last, training
+    resumes from the file when it belongs to this training, and the file is removed at
+    the end.
+    """
     cfg = model.config
     device = resolve_device(cfg.device)
     torch.manual_seed(cfg.seed)
@@ -156,8 +292,29 @@ def train_loop(model: TorchRecommender, train: Interactions, validator: Validato
     optimizer = model.make_optimizer()
     report = FitReport()
     best_value, best_state, epochs_since_best = -math.inf, None, 0
-    started = time.perf_counter()
-    for epoch in range(1, cfg.epochs + 1):
+    first_epoch, seconds_before = 1, 0.0
+    saved = checkpoint.load(model.name) if checkpoint is not None else None
+    if saved is not None:
+        model.load_state(saved["weights"])
+        optimizer.load_state_dict(saved["optimizer"])
+        rng.bit_generator.state = saved["numpy_rng"]
+        torch.set_rng_state(saved["torch_rng"])
+        if device.type == "cuda" and saved["cuda_rng"] is not None:
+            torch.cuda.set_rng_state_all(saved["cuda_rng"])
+        model.load_training_state(saved["training_state"])
+        best_value, epochs_since_best = saved["best_value"], saved["epochs_since_best"]
+        report.best_epoch, report.history = saved["best_epoch"], saved["history"]
+        best_state = saved["best_state"] if saved["best_state"] is not None else model.state()
+        first_epoch, seconds_before = saved["epoch"] + 1, saved["seconds"]
+        logger.info(
+            "%s: resuming from checkpoint %s at epoch %d/%d",
+            model.name,
+            checkpoint.path,
+            saved["epoch"],
+            cfg.epochs,
+        )
+    started = time.perf_counter() - seconds_before
+    for epoch in range(first_epoch, cfg.epochs + 1):
         epoch_start = time.perf_counter()
         model.module.train()
         loss_sum, n_batches = torch.zeros((), device=device), 0
@@ -187,6 +344,25 @@ def train_loop(model: TorchRecommender, train: Interactions, validator: Validato
             best_state = model.state()
         else:
             epochs_since_best += 1
+        stopping = validator is not None and epochs_since_best >= cfg.patience
+        if checkpoint is not None and not stopping and epoch < cfg.epochs:
+            checkpoint.save(
+                {
+                    "epoch": epoch,
+                    "seconds": time.perf_counter() - started,
+                    "weights": model.module.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "numpy_rng": rng.bit_generator.state,
+                    "torch_rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
+                    "training_state": model.training_state(),
+                    "best_value": best_value,
+                    "best_epoch": report.best_epoch,
+                    "best_state": None if improved else best_state,  # None: the weights above
+                    "epochs_since_best": epochs_since_best,
+                    "history": report.history,
+                }
+            )
         elapsed = time.perf_counter() - started
         eta = elapsed / epoch * (cfg.epochs - epoch)
         logger.info(
@@ -202,7 +378,7 @@ def train_loop(model: TorchRecommender, train: Interactions, validator: Validato
             eta,
             " *" if improved and validator is not None else "",
         )
-        if validator is not None and epochs_since_best >= cfg.patience:
+        if stopping:
             logger.info(
                 "%s: no validation gain for %d epochs; stopping, best epoch %d (%s %.4f)",
                 model.name,
@@ -215,4 +391,6 @@ def train_loop(model: TorchRecommender, train: Interactions, validator: Validato
     model.load_state(best_state)
     report.epochs = epoch
     report.train_seconds = time.perf_counter() - started
+    if checkpoint is not None:
+        checkpoint.remove()
     return report

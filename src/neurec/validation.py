@@ -5,8 +5,9 @@ its inputs are ready: a bad ``neumf`` value would stop the run after GMF and NCF
 trained, a bad protocol after EASE has saved a model. This hook builds, before the first
 node, the config of every block the pipeline being run reads (``params:<block>`` inputs):
 ``data`` (its top-level keys; the chosen source checks its own sub-block when it loads),
-``split``, ``evaluation``, ``report``, ``recommend`` and each model's block. A bad value
-stops the run with the same ``ConfigError`` the node would raise, and nothing is written.
+``split``, ``evaluation``, ``report``, ``recommend``, ``training`` and each model's block.
+A bad value stops the run with the same ``ConfigError`` the node would raise; nothing is
+written.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from neurec.pipelines.recommend.nodes import RecommendConfig
 from neurec.pipelines.reporting.nodes import ReportConfig
 from neurec.sources import check_data_params
 from neurec.split import SplitConfig
+from neurec.training import TrainingConfig
 
 PARAMS_PREFIX = "params:"
 # parameter block -> the config its node builds (models: their own config_class)
@@ -33,6 +35,7 @@ BLOCK_CONFIGS: dict[str, type] = {
     "evaluation": EvaluationConfig,
     "report": ReportConfig,
     "recommend": RecommendConfig,
+    "training": TrainingConfig,
 }
 
 

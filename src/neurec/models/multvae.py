@@ -18,7 +18,7 @@ it is paced in epochs: beta grows linearly per update and reaches ``beta`` after
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -93,6 +93,12 @@ class MultVAE(AutoencoderRecommender):
             beta = kl_weight(self.config.beta, self.config.anneal_epochs, self.updates / per_epoch)
             yield x, torch.tensor(beta)
             self.updates += 1  # the loop asks for the next batch after its update
+
+    def training_state(self) -> dict[str, int]:
+        return {"updates": self.updates}
+
+    def load_training_state(self, state: Mapping[str, int]) -> None:
+        self.updates = state["updates"]
 
     def batch_loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         x, beta = batch

@@ -22,7 +22,7 @@ from neurec.models.base import FitReport, Recommender, Validator, check_positive
 from neurec.models.gmf import GMF, GMFLayer
 from neurec.models.ncf import NCF, MLPLayers, check_layers
 from neurec.models.ncf_training import NCFFamilyRecommender, NCFTrainingConfig, PredictionNet
-from neurec.training import train_loop
+from neurec.training import Checkpoint, train_loop
 
 
 @dataclass
@@ -63,10 +63,11 @@ class NeuMF(NCFFamilyRecommender):
         train: Interactions,
         validator: Validator | None = None,
         pretrained: Mapping[str, Recommender] | None = None,
+        checkpoint: Checkpoint | None = None,
     ) -> FitReport:
         if self.config.pretrain:  # without it, given models are ignored: from scratch
             self.initialise_from(pretrained or {})
-        return train_loop(self, train, validator)
+        return train_loop(self, train, validator, checkpoint)
 
     def initialise_from(self, pretrained: Mapping[str, Recommender]) -> None:
         gmf, mlp = pretrained.get("gmf"), pretrained.get("ncf")

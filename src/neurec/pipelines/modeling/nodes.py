@@ -4,14 +4,18 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
 from neurec.evaluation import EvaluationConfig, EvaluationData, evaluate, make_validator
+from neurec.interactions import Interactions
 from neurec.models import Recommender, registry
 from neurec.models.base import build_config
 from neurec.pipelines.data.nodes import to_interactions
+from neurec.training import Checkpoint, TorchRecommender, TrainingConfig, training_key
 
 logger = logging.getLogger(__name__)
 
@@ -22,11 +26,17 @@ def train_model(
     user_index: pd.DataFrame,
     item_index: pd.DataFrame,
     model_params: dict[str, Any] | None,
+    training_params: dict[str, Any],
+    checkpoint_folder: Path,
     *,
     model_name: str,
     **pretrained: Recommender,
 ) -> tuple[Recommender, dict[str, Any]]:
-    """Fit the registered model ``model_name`` with early stopping on validation NDCG@10."""
+    """Fit the registered model ``model_name`` with early stopping on validation NDCG@10.
+
+    A neural model saves a checkpoint after every epoch and, when the last run was
+    interrupted, resumes from it (``training`` parameters).
+    """
     train_i = to_interactions(train, user_index, item_index)
     validation_i = to_interactions(validation, user_index, item_index)
     model = registry()[model_name].from_params(model_params, train_i.n_users, train_i.n_items)
@@ -37,8 +47,29 @@ def train_model(
         train_i.n_users,
         train_i.n_items,
     )
-    report = model.fit(train_i, make_validator(train_i, validation_i), pretrained or None)
+    validator = make_validator(train_i, validation_i)
+    checkpoint = make_checkpoint(
+        model, (train_i, validation_i), pretrained, training_params, checkpoint_folder
+    )
+    resume = {} if checkpoint is None else {"checkpoint": checkpoint}  # one-pass models: none
+    report = model.fit(train_i, validator, pretrained or None, **resume)
     return model, report.to_dict()
+
+
+def make_checkpoint(
+    model: Recommender,
+    data: tuple[Interactions, ...],
+    pretrained: Mapping[str, Recommender],
+    training_params: Mapping[str, Any],
+    folder: Path,
+) -> Checkpoint | None:
+    """``<folder>/<model>.pt`` for a neural model; None when ``training.resume`` is off or
+    the model trains in one pass (nothing to resume)."""
+    if not build_config(TrainingConfig, training_params, "training").resume:
+        return None
+    if not isinstance(model, TorchRecommender):
+        return None
+    return Checkpoint(folder / f"{model.name}.pt", training_key(model, data, pretrained))
 
 
 def evaluate_model(

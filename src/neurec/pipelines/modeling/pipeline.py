@@ -14,6 +14,7 @@ SHARED_INPUTS = {
     "user_index",
     "item_index",
     "test_candidates",
+    "training_checkpoints",
 }
 
 
@@ -36,6 +37,8 @@ def create_pipeline(model_name: str) -> Pipeline:
                     "user_index": "user_index",
                     "item_index": "item_index",
                     "model_params": "params:model",
+                    "training_params": "params:training",
+                    "checkpoint_folder": "training_checkpoints",
                     **pretrained,
                 },
                 ["model", "fit_report"],
@@ -66,5 +69,6 @@ def create_pipeline(model_name: str) -> Pipeline:
         parameters={
             "params:model": f"params:{model_name}",
             "params:evaluation": "params:evaluation",
+            "params:training": "params:training",
         },
     )
