@@ -1,14 +1,9 @@
 """Project settings (Kedro)."""
 
-import os
-
 from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
 from neurec.hooks import MlflowTrackingHooks
-
-# Nothing phones home: MLflow's usage telemetry is off unless a user turns it on explicitly.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 HOOKS = (MlflowTrackingHooks(),)
 
