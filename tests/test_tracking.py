@@ -1,15 +1,12 @@
 """A `kedro run` is recorded in MLflow: read it back as a person would, through MlflowClient."""
 
-import importlib
 import json
 import socket
 
 import mlflow
 import pytest
 import torch
-from mlflow.environment_variables import MLFLOW_DISABLE_TELEMETRY
 
-import neurec.settings
 from neurec.datasets import load_model
 from neurec.hooks import mlflow_name
 from neurec.models import base
@@ -102,9 +99,3 @@ def test_metric_names_are_legal_in_mlflow():
     assert mlflow_name("NDCG@10") == "NDCG_at_10"
     assert mlflow_name("ease.sampled_uniform_99.HR@5") == "ease.sampled_uniform_99.HR_at_5"
     assert mlflow_name("a+b(c)") == "a_b_c_"
-
-
-def test_settings_turn_mlflow_telemetry_off(monkeypatch):
-    monkeypatch.delenv(MLFLOW_DISABLE_TELEMETRY.name, raising=False)
-    importlib.reload(neurec.settings)
-    assert MLFLOW_DISABLE_TELEMETRY.get() is True

@@ -1,15 +1,10 @@
 """Project settings (Kedro)."""
 
-import os
-
 from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
 from neurec.hooks import MlflowTrackingHooks
 from neurec.validation import ParameterValidationHooks
-
-# Nothing phones home: MLflow's usage telemetry is off unless a user turns it on explicitly.
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
 HOOKS = (MlflowTrackingHooks(), ParameterValidationHooks())
 
