@@ -15,7 +15,7 @@ from neurec.cli import TRACEBACK_VARIABLE, run
 from neurec.errors import ConfigError, DataError
 
 BAD_SPLIT = ["--pipeline=ease", "--params", "split.method=nosuch"]
-MESSAGE = "parameter split.method: unknown 'nosuch'; expected one of"
+MESSAGE = "parameter split.method: expected one of ('leave_one_out'"
 
 
 def run_project(project: Path, command: list[str]) -> subprocess.CompletedProcess:
@@ -38,7 +38,7 @@ def test_kedro_run_prints_an_expected_error_in_two_lines(project_copy):
 def test_python_m_neurec_verbose_shows_the_traceback(project_copy):
     done = run_project(project_copy, [sys.executable, "-m", "neurec", "--verbose", *BAD_SPLIT])
     assert done.returncode == 1
-    assert "Traceback" in done.stderr and "split_interactions" in done.stderr
+    assert "Traceback" in done.stderr and "check_parameters" in done.stderr
     assert f"ConfigError: {MESSAGE}" in done.stderr
 
 
