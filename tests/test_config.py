@@ -115,6 +115,13 @@ def files_under(folder):
         ),
         ("ease", {"split": {"methd": "random"}}, r"^parameter split\.methd: unknown"),
         ("ease", {"report": {"alpha": 2}}, r"^parameter report\.alpha"),
+        # today: fails in NeuMF's fit, after GMF and NCF have trained
+        (
+            "neumf",
+            {"neumf": {"layers": [32, 16, 8]}},
+            r"^parameter neumf\.layers: \(32, 16, 8\) differs from the pre-trained model's "
+            r"ncf\.layers",
+        ),
     ],
 )
 def test_a_bad_parameter_stops_the_run_before_the_first_node(
@@ -125,3 +132,9 @@ def test_a_bad_parameter_stops_the_run_before_the_first_node(
         kedro_run(project_copy, pipeline, {**SMALL_DATA, **params})
     assert files_under(project_copy / "data") == []  # not even ingest ran: no model version
     assert time.perf_counter() - started < 30  # GMF + NCF alone train for minutes
+
+
+def test_neumf_without_pretraining_may_differ_from_gmf_and_ncf():
+    check_parameters({"neumf": {"pretrain": False, "factors": 4}}, ["gmf", "ncf", "neumf"])
+    with pytest.raises(ConfigError, match=r"neumf\.factors: 4 differs .* gmf\.factors 8"):
+        check_parameters({"neumf": {"factors": 4}, "gmf": {"factors": 8}}, ["gmf", "ncf", "neumf"])

@@ -53,6 +53,7 @@ def parameter_blocks(pipeline: Pipeline) -> list[str]:
 def check_parameters(parameters: Mapping[str, Any], blocks: Iterable[str]) -> None:
     """Build the config of each named block; the first bad value raises ``ConfigError``."""
     models = registry()
+    model_configs = {}
     for block in blocks:
         params = parameters.get(block)
         if block == "data":
@@ -60,7 +61,14 @@ def check_parameters(parameters: Mapping[str, Any], blocks: Iterable[str]) -> No
         elif block in BLOCK_CONFIGS:
             build_config(BLOCK_CONFIGS[block], params, block)
         elif block in models:
-            build_config(models[block].config_class, params, block)
+            model_configs[block] = build_config(models[block].config_class, params, block)
+    # a model started from others (NeuMF from GMF and NCF) must fit their shapes
+    for name, config in model_configs.items():
+        dependencies = models[name].pretrained_from
+        if dependencies and set(dependencies) <= set(model_configs):
+            models[name].check_pretrained_configs(
+                config, {dependency: model_configs[dependency] for dependency in dependencies}
+            )
 
 
 class ParameterValidationHooks:

@@ -97,6 +97,16 @@ class Recommender(ABC):
     def from_params(cls, params: Mapping[str, Any] | None, n_users: int, n_items: int):
         return cls(build_config(cls.config_class, params, cls.name), n_users, n_items)
 
+    @classmethod
+    def check_pretrained_configs(cls, config: Any, pretrained: Mapping[str, Any]) -> None:
+        """Raise ``ConfigError`` if ``config`` cannot start from models of these configs.
+
+        ``pretrained`` maps the names in ``pretrained_from`` to their configs. Called
+        before a run trains anything, and again when the trained models are handed over.
+        The default accepts any: most models start from nothing.
+        """
+        return
+
 
 def gather_items(full_scores: torch.Tensor, items: np.ndarray | None) -> torch.Tensor:
     """Select candidate columns from full scores (the default for sampled protocols)."""

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -69,6 +70,20 @@ class NeuMF(NCFFamilyRecommender):
             self.initialise_from(pretrained or {})
         return train_loop(self, train, validator, checkpoint)
 
+    @classmethod
+    def check_pretrained_configs(cls, config: NeuMFConfig, pretrained: Mapping[str, Any]) -> None:
+        if not config.pretrain:
+            return
+        for field, mine, theirs, source in (
+            ("factors", config.factors, pretrained["gmf"].factors, "gmf.factors"),
+            ("layers", config.layers, pretrained["ncf"].layers, "ncf.layers"),
+        ):
+            if mine != theirs:
+                raise ConfigError(
+                    f"parameter neumf.{field}: {mine} differs from the pre-trained model's "
+                    f"{source} {theirs}; make them equal or set neumf.pretrain: false"
+                )
+
     def initialise_from(self, pretrained: Mapping[str, Recommender]) -> None:
         gmf, mlp = pretrained.get("gmf"), pretrained.get("ncf")
         if not isinstance(gmf, GMF) or not isinstance(mlp, NCF):
@@ -78,15 +93,7 @@ class NeuMF(NCFFamilyRecommender):
                 "or set neumf.pretrain: false"
             )
         cfg = self.config
-        for field, mine, theirs, source in (
-            ("factors", cfg.factors, gmf.config.factors, "gmf.factors"),
-            ("layers", cfg.layers, mlp.config.layers, "ncf.layers"),
-        ):
-            if mine != theirs:
-                raise ConfigError(
-                    f"parameter neumf.{field}: {mine} differs from the pre-trained model's "
-                    f"{source} {theirs}; make them equal or set neumf.pretrain: false"
-                )
+        self.check_pretrained_configs(cfg, {"gmf": gmf.config, "ncf": mlp.config})
         for model in (gmf, mlp):
             if (model.n_users, model.n_items) != (self.n_users, self.n_items):
                 raise ConfigError(
