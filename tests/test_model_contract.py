@@ -58,11 +58,10 @@ def fitted(split):
     def get(name: str) -> tuple[Recommender, Recommender]:
         if name not in cache:
             model_class = registry()[name]
-            pair = []
-            for _ in range(2):
-                model = model_class.from_params(small_params(model_class), data.n_users, data.n_items)
+            params = small_params(model_class)
+            pair = [model_class.from_params(params, data.n_users, data.n_items) for _ in range(2)]
+            for model in pair:
                 model.fit(train)
-                pair.append(model)
             cache[name] = (pair[0], pair[1])
         return cache[name]
 
