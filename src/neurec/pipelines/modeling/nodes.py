@@ -11,6 +11,7 @@ import pandas as pd
 from neurec.evaluation import EvaluationData, EvaluationSettings, evaluate, make_validator
 from neurec.models import Recommender, registry
 from neurec.pipelines.data.nodes import to_interactions
+from neurec.provenance import split_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -25,7 +26,11 @@ def train_model(
     model_name: str,
     **pretrained: Recommender,
 ) -> tuple[Recommender, dict[str, Any]]:
-    """Fit the registered model ``model_name`` with early stopping on validation NDCG@10."""
+    """Fit the registered model ``model_name`` with early stopping on validation NDCG@10.
+
+    The model keeps the fingerprint of the split it learned from, so that serving can
+    refuse it on other data (``neurec.provenance``).
+    """
     train_i = to_interactions(train, user_index, item_index)
     validation_i = to_interactions(validation, user_index, item_index)
     model = registry()[model_name].from_params(model_params, train_i.n_users, train_i.n_items)
@@ -36,6 +41,7 @@ def train_model(
         train_i.n_users,
         train_i.n_items,
     )
+    model.data_fingerprint = split_fingerprint(train, validation, user_index, item_index)
     report = model.fit(train_i, make_validator(train_i, validation_i), pretrained or None)
     return model, report.to_dict()
 
