@@ -1,18 +1,29 @@
 """Recommendations out: the Python API for any history, and the recommend pipeline."""
 
+import io
+import shutil
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
 import pytest
-from kedro.io import DatasetError
+import torch
+from kedro.io import DataCatalog, DatasetError, Version
 
-from neurec.errors import ConfigError
+from neurec.datasets import ModelDataset, ModelShelf
+from neurec.errors import ConfigError, DataError
 from neurec.models import registry
+from neurec.pipelines.data.nodes import EMPTY_ITEMS
+from neurec.pipelines.modeling.nodes import train_model
+from neurec.pipelines.recommend.nodes import recommend_for_users
+from neurec.provenance import split_fingerprint
 from neurec.recommend import (
     RecommendationService,
     item_popularity,
     recommend,
     recommend_users,
 )
+from tests.conftest import make_split
 from tests.test_pipeline import SMALL_DATA, kedro_run
 
 
@@ -148,3 +159,124 @@ def test_recommend_pipeline_names_a_bad_or_untrained_model(project_copy):
         kedro_run(project_copy, "recommend", {"recommend": {"model": "ials"}})
     with pytest.raises(ConfigError, match=r"recommend\.k"):
         kedro_run(project_copy, "recommend", {"recommend": {"model": "most_popular", "k": 0}})
+
+
+# --- a model file is served only on the split and as the model it was trained as ----------
+
+
+def split_of(seed: int):
+    options = {"n_users": 50, "n_items": 60, "min_length": 6, "mean_length": 10, "seed": seed}
+    return make_split({"source": "synthetic", "synthetic": options})[0]
+
+
+@pytest.fixture(scope="module")
+def two_splits():
+    """Two synthetic data sets with the same numbers of users and items."""
+    first, other = split_of(1), split_of(2)
+    assert (first.n_users, first.n_items) == (other.n_users, other.n_items)
+    return first, other
+
+
+def train_and_save(split, name: str, models: Path, params: dict | None = None) -> Path:
+    """The train node's model, saved where the catalog's ``<name>.model`` puts it."""
+    model, _ = train_model(
+        split.train,
+        split.validation,
+        split.user_index,
+        split.item_index,
+        params,
+        {"resume": False},
+        models / "checkpoints",
+        model_name=name,
+    )
+    dataset = ModelDataset(str(models / f"{name}.pt"), Version(None, None))
+    dataset.save(model)
+    return Path(dataset._get_load_path())
+
+
+def serve_with_node(split, models: Path, name: str) -> pd.DataFrame:
+    return recommend_for_users(
+        ModelShelf(models),
+        split.train,
+        split.validation,
+        split.test,
+        split.user_index,
+        split.item_index,
+        EMPTY_ITEMS,
+        {"model": name, "k": 5},
+    )
+
+
+def serve_with_service(split, models: Path, name: str) -> RecommendationService:
+    catalog = DataCatalog.from_config(
+        {
+            "{model}.model": {
+                "type": "neurec.datasets.ModelDataset",
+                "filepath": str(models / "{model}.pt"),
+                "versioned": True,
+            }
+        }
+    )
+    for table in ("train", "validation", "user_index", "item_index"):
+        catalog[table] = getattr(split, table)
+    catalog["item_metadata"] = EMPTY_ITEMS
+    return RecommendationService.from_catalog(catalog, name)
+
+
+SERVERS = [serve_with_node, serve_with_service]
+
+
+@pytest.mark.parametrize("serve", SERVERS)
+def test_a_model_trained_on_other_data_of_the_same_shape_is_refused(two_splits, tmp_path, serve):
+    trained_on, current = two_splits
+    saved = train_and_save(trained_on, "ease", tmp_path)
+    serve(trained_on, tmp_path, "ease")  # its own split: served
+    with pytest.raises(DataError) as refused:
+        serve(current, tmp_path, "ease")
+    message = str(refused.value)
+    fingerprints = [
+        split_fingerprint(s.train, s.validation, s.user_index, s.item_index) for s in two_splits
+    ]
+    assert fingerprints[0] != fingerprints[1]
+    assert str(saved) in message and "kedro run --pipeline=ease" in message
+    assert all(fingerprint in message for fingerprint in fingerprints)
+
+
+@pytest.mark.parametrize("serve", SERVERS)
+def test_a_model_file_of_another_class_is_refused_naming_both(two_splits, tmp_path, serve):
+    split, _ = two_splits
+    sasrec = train_and_save(split, "sasrec", tmp_path, {"epochs": 1, "hidden_size": 16})
+    slot = tmp_path / "ease.pt" / sasrec.parent.name / "ease.pt"
+    slot.parent.mkdir(parents=True)
+    shutil.copy(sasrec, slot)
+    with pytest.raises(DataError, match=r"'sasrec' model \(SASRec\), not the 'ease'") as refused:
+        serve(split, tmp_path, "ease")
+    assert str(slot) in str(refused.value)
+    assert "kedro run --pipeline=ease" in str(refused.value)
+
+
+@pytest.mark.parametrize("serve", SERVERS)
+def test_a_model_file_from_before_fingerprints_is_refused_with_the_retrain_command(
+    two_splits, tmp_path, serve
+):
+    split, _ = two_splits
+    saved = train_and_save(split, "ease", tmp_path)
+    payload = torch.load(saved, weights_only=True)
+    del payload["data_fingerprint"]  # what save_model wrote before this check existed
+    torch.save(payload, saved)
+    with pytest.raises(DataError, match=r"no fingerprint.*kedro run --pipeline=ease"):
+        serve(split, tmp_path, "ease")
+
+
+def test_the_fingerprint_survives_the_parquet_round_trip_and_moves_with_any_table(two_splits):
+    split, _ = two_splits
+    tables = [split.train, split.validation, split.user_index, split.item_index]
+    fingerprint = split_fingerprint(*tables)
+    buffers = [io.BytesIO() for _ in tables]
+    for table, buffer in zip(tables, buffers, strict=True):
+        table.astype({c: "int32" for c in table.columns if c != "source_id"}).to_parquet(buffer)
+    assert split_fingerprint(*(pd.read_parquet(b) for b in buffers)) == fingerprint
+    for position in range(4):
+        changed = list(tables)
+        changed[position] = changed[position].iloc[::-1].reset_index(drop=True)
+        assert split_fingerprint(*changed) != fingerprint, position

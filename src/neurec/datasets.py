@@ -2,8 +2,10 @@
 
 Passing ``nn.Module`` objects between nodes through MemoryDataset deep-copies them and
 loses them at the end of the run; instead a trained model is written to disk as
-``{"name", "config", "n_users", "n_items", "state"}`` and rebuilt from the registry on
-load, so it can be reloaded without the training code's defaults.
+``{"name", "config", "n_users", "n_items", "state", "data_fingerprint"}`` and rebuilt from
+the registry on load, so it can be reloaded without the training code's defaults. The
+fingerprint names the split it was trained on (``neurec.provenance``); files saved before
+it was recorded load with None, and serving refuses them.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import torch
 from kedro.io import AbstractDataset, AbstractVersionedDataset, DatasetError, Version
 
 from neurec.models import Recommender, registry
+from neurec.provenance import check_trained_on
 
 
 def model_payload(model: Recommender) -> dict[str, Any]:
@@ -28,6 +31,7 @@ def model_payload(model: Recommender) -> dict[str, Any]:
         "n_users": model.n_users,
         "n_items": model.n_items,
         "state": model.state(),
+        "data_fingerprint": model.data_fingerprint,
     }
 
 
@@ -38,6 +42,7 @@ def model_from_payload(payload: dict[str, Any], origin: str) -> Recommender:
         raise DatasetError(f"{origin}: model '{name}' is not a registered model")
     model = models[name].from_params(payload["config"], payload["n_users"], payload["n_items"])
     model.load_state(payload["state"])
+    model.data_fingerprint = payload.get("data_fingerprint")
     return model
 
 
@@ -69,6 +74,14 @@ class ModelDataset(AbstractVersionedDataset[Recommender, Recommender]):
     def load(self) -> Recommender:
         return load_model(Path(self._get_load_path()))
 
+    def load_to_serve(self, name: str, fingerprint: str) -> Recommender:
+        """Load the model to serve as ``name`` on the split whose fingerprint is given;
+        another model class or another split is refused (``check_trained_on``)."""
+        path = Path(self._get_load_path())
+        model = load_model(path)
+        check_trained_on(model, str(path), name, fingerprint)
+        return model
+
     def save(self, data: Recommender) -> None:
         save_model(data, Path(self._get_save_path()))
 
@@ -91,14 +104,15 @@ class ModelShelf:
     def names(self) -> list[str]:
         return sorted(p.stem for p in self.path.glob("*.pt"))
 
-    def load(self, name: str) -> Recommender:
+    def load(self, name: str, fingerprint: str) -> Recommender:
+        """The latest ``name`` model, checked against the current split's ``fingerprint``."""
         dataset = ModelDataset(str(self.path / f"{name}.pt"), Version(None, None))
         if not dataset.exists():
             raise DatasetError(
                 f"no trained model '{name}' in {self.path} (trained: {self.names() or 'none'}); "
                 f"train it first: kedro run --pipeline={name}"
             )
-        return dataset.load()
+        return dataset.load_to_serve(name, fingerprint)
 
 
 class TrainedModels(AbstractDataset[None, ModelShelf]):

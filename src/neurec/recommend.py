@@ -2,9 +2,9 @@
 
 Items a user already has are never recommended. Who can be scored by the model:
 
-* models with ``uses_history = True`` (EASE, sequence models, autoencoders) score any
-  non-empty history, also one of a user never seen in training (given to the model under
-  a user index it does not know);
+* models with ``uses_history = True`` (EASE, sequence models, autoencoders, most
+  popular) score any non-empty history, also one of a user never seen in training
+  (given to the model under a user index it does not know);
 * embedding models (``uses_history = False``: GMF, NeuMF, iALS, ...) need the user's
   learned vector, so a new user gets the most popular items instead;
 * an empty history, or one whose items are all unknown, is a cold start: popular items.
@@ -12,7 +12,9 @@ Items a user already has are never recommended. Who can be scored by the model:
 Each answer says which ("model" or "popularity") and why, and lists the history ids the
 training data never had: they cannot be used, and are reported rather than dropped.
 Plain Python: :func:`recommend` needs a model, the item id map and item popularity;
-:class:`RecommendationService` bundles them from a Kedro project's files or catalog.
+:class:`RecommendationService` bundles them from a Kedro project's files or catalog, and
+refuses a model file trained on another data set or split, or of another model class
+(``neurec.provenance``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import torch
 
 from neurec.interactions import Histories
 from neurec.models.base import Recommender
+from neurec.provenance import split_fingerprint
 
 MODEL, POPULARITY = "model", "popularity"
 
@@ -193,6 +196,8 @@ def _local(path: str) -> bool:
 class Catalog(Protocol):
     def load(self, name: str) -> Any: ...
 
+    def __getitem__(self, name: str) -> Any: ...  # the dataset itself
+
 
 @dataclass(frozen=True)
 class RecommendationService:
@@ -206,13 +211,20 @@ class RecommendationService:
 
     @classmethod
     def from_catalog(cls, catalog: Catalog, model: str) -> RecommendationService:
-        """From a Kedro catalog (e.g. a notebook's ``catalog``) after ``kedro run``."""
-        item_index = catalog.load("item_index")
+        """From a Kedro catalog (e.g. a notebook's ``catalog``) after ``kedro run``.
+
+        The latest ``<model>.model`` must be a ``model`` trained on the catalog's current
+        split: one trained on other data or of another class is a DataError.
+        """
+        train, user_index, item_index = (
+            catalog.load(name) for name in ("train", "user_index", "item_index")
+        )
+        fingerprint = split_fingerprint(train, catalog.load("validation"), user_index, item_index)
         return cls(
-            model=catalog.load(f"{model}.model"),
+            model=catalog[f"{model}.model"].load_to_serve(model, fingerprint),
             item_index=item_index,
-            popularity=item_popularity(catalog.load("train"), len(item_index)),
-            user_index=catalog.load("user_index"),
+            popularity=item_popularity(train, len(item_index)),
+            user_index=user_index,
             titles=catalog.load("item_metadata"),
         )
 

@@ -48,9 +48,15 @@ class Recommender(ABC):
     (NeuMF initialised from GMF and MLP); the pipeline factory wires them as inputs.
 
     ``uses_history``: True when scores depend only on the history given to :meth:`score`
-    (EASE, sequence models, autoencoders), so a user never seen in training can be scored
-    from their items under a user index the model does not know. False (embedding models
-    such as GMF or iALS): new users get popular items instead (``neurec.recommend``).
+    (EASE, sequence models, autoencoders, most popular), so a user never seen in training
+    can be scored from their items under a user index the model does not know. False
+    (embedding models such as GMF or iALS): new users get popular items instead
+    (``neurec.recommend``).
+
+    ``data_fingerprint``: the split the model was trained on
+    (``neurec.provenance.split_fingerprint``), set by the train node and saved with the
+    model; None until then. Serving refuses a model whose fingerprint is not the current
+    split's.
     """
 
     name: ClassVar[str]
@@ -63,6 +69,7 @@ class Recommender(ABC):
         self.config = config
         self.n_users = n_users
         self.n_items = n_items
+        self.data_fingerprint: str | None = None
 
     @abstractmethod
     def fit(

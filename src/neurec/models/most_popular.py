@@ -33,6 +33,7 @@ class MostPopular(Recommender):
     name = "most_popular"
     family = "baselines"
     config_class = MostPopularConfig
+    uses_history = True  # the same counts for everyone: any user, new ones too, is scored
 
     def __init__(self, config: MostPopularConfig, n_users: int, n_items: int) -> None:
         super().__init__(config, n_users, n_items)

@@ -82,6 +82,7 @@ class SequenceRecommender(TorchRecommender):
     """
 
     config: SequenceConfig
+    uses_history = True  # no user vector: scores read only the items of the history
 
     def sequence_batches(
         self, train: Interactions, rng: np.random.Generator, width: int, min_length: int

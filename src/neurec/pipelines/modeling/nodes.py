@@ -15,6 +15,7 @@ from neurec.interactions import Interactions
 from neurec.models import Recommender, registry
 from neurec.models.base import build_config
 from neurec.pipelines.data.nodes import to_interactions
+from neurec.provenance import split_fingerprint
 from neurec.training import Checkpoint, TorchRecommender, TrainingConfig, training_key
 
 logger = logging.getLogger(__name__)
@@ -35,7 +36,9 @@ def train_model(
     """Fit the registered model ``model_name`` with early stopping on validation NDCG@10.
 
     A neural model saves a checkpoint after every epoch and, when the last run was
-    interrupted, resumes from it (``training`` parameters).
+    interrupted, resumes from it (``training`` parameters). The model keeps the
+    fingerprint of the split it learned from, so that serving can refuse it on other data
+    (``neurec.provenance``).
     """
     train_i = to_interactions(train, user_index, item_index)
     validation_i = to_interactions(validation, user_index, item_index)
@@ -47,6 +50,7 @@ def train_model(
         train_i.n_users,
         train_i.n_items,
     )
+    model.data_fingerprint = split_fingerprint(train, validation, user_index, item_index)
     validator = make_validator(train_i, validation_i)
     checkpoint = make_checkpoint(
         model, (train_i, validation_i), pretrained, training_params, checkpoint_folder

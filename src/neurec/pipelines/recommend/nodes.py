@@ -10,10 +10,10 @@ import numpy as np
 import pandas as pd
 
 from neurec.datasets import ModelShelf
-from neurec.errors import DataError
 from neurec.models import registry
 from neurec.models.base import build_config, check_choice, check_positive
 from neurec.pipelines.data.nodes import to_interactions
+from neurec.provenance import split_fingerprint
 from neurec.recommend import item_popularity, recommend_users, recommendation_table
 
 logger = logging.getLogger(__name__)
@@ -52,13 +52,8 @@ def recommend_for_users(
     """
     config = build_config(RecommendConfig, recommend_params, "recommend")
     name, k = config.model, config.k
-    model = trained_models.load(name)
-    if (model.n_users, model.n_items) != (len(user_index), len(item_index)):
-        raise DataError(
-            f"recommend: model '{name}' was trained on {model.n_users} users and "
-            f"{model.n_items} items, the current split has {len(user_index)} and "
-            f"{len(item_index)}; retrain it: kedro run --pipeline={name}"
-        )
+    # a model trained on other data, or of another class, is refused (DataError)
+    model = trained_models.load(name, split_fingerprint(train, validation, user_index, item_index))
     splits = [to_interactions(t, user_index, item_index) for t in (train, validation, test)]
     histories = splits[0].histories.append(splits[1].histories).append(splits[2].histories)
     scored_from = histories if model.uses_history else splits[0].histories
