@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import os
 import pathlib
+import signal
+import subprocess
+import sys
+import time
 from typing import Any
 
 import matplotlib
@@ -10,13 +15,14 @@ import matplotlib
 matplotlib.use("Agg")
 
 import matplotlib.pyplot as plt
+import mlflow
 import pandas as pd
 import plotly.graph_objects as go
 import pytest
 import torch
 from fsspec.implementations.local import LocalFileOpener
 from kedro.config import OmegaConfigLoader
-from kedro.io import AbstractDataset, DatasetError
+from kedro.io import AbstractDataset, DataCatalog, DatasetError
 from kedro.io.core import generate_timestamp
 from kedro_datasets.json import JSONDataset
 from kedro_datasets.matplotlib import MatplotlibDataset
@@ -26,7 +32,12 @@ from kedro_datasets.text import TextDataset
 
 from neurec.datasets import TEMPORARY_SUFFIX, Atomic, ModelDataset, TrainedModels
 from neurec.models import registry
+from neurec.pipelines.modeling import nodes as modeling_nodes
+from neurec.recommend import RecommendationService
+from neurec.run_guard import LOCK_FILE, RunLocked, remove_run_versions
 from tests.conftest import PROJECT_ROOT
+from tests.test_pipeline import SMALL_DATA, kedro_run
+from tests.test_viz import process_group
 
 
 def a_figure() -> plt.Figure:
@@ -142,3 +153,147 @@ def test_versioned_goes_on_the_atomic_entry_so_the_run_shares_one_save_version(t
     assert isinstance(dataset, JSONDataset) and Atomic not in type(dataset).__mro__
     dataset.save({"a": 1})
     assert (tmp_path / "r.json" / "v1" / "r.json").exists()
+
+
+# --- whole runs: a failed or interrupted run leaves no new version --------------------
+
+
+def versions(project: pathlib.Path, model: str) -> dict[str, list[str]]:
+    folders = {
+        "model": f"data/06_models/{model}.pt",
+        "results": f"data/07_model_output/{model}_results.json",
+    }
+    return {
+        kind: sorted(p.name for p in (project / folder).glob("*"))
+        if (project / folder).exists()
+        else []
+        for kind, folder in folders.items()
+    }
+
+
+def mlflow_runs(project: pathlib.Path) -> list:
+    """The project's MLflow runs, oldest first."""
+    client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
+    experiment = client.get_experiment_by_name("neurec")
+    if experiment is None:
+        return []
+    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+
+
+def ctrl_c(*args, **kwargs):
+    """What pressing Ctrl-C during the evaluation does: SIGINT to this process."""
+    os.kill(os.getpid(), signal.SIGINT)
+    time.sleep(5)  # the signal arrives at once; never reached
+    raise AssertionError("SIGINT did not interrupt the run")
+
+
+def broken_evaluation(*args, **kwargs):
+    raise ValueError("evaluation failed")
+
+
+@pytest.mark.parametrize(
+    ("failure", "error", "status"),
+    [(broken_evaluation, ValueError, "FAILED"), (ctrl_c, KeyboardInterrupt, "KILLED")],
+    ids=["error", "ctrl-c"],
+)
+def test_a_run_failing_in_evaluate_leaves_no_new_model_or_results_version(
+    project_copy, monkeypatch, failure, error, status
+):
+    kedro_run(project_copy, "most_popular", SMALL_DATA)
+    first = versions(project_copy, "most_popular")
+    assert all(len(v) == 1 for v in first.values())
+
+    monkeypatch.setattr(modeling_nodes, "evaluate", failure)  # train saves the model, then...
+    with pytest.raises(error):
+        kedro_run(project_copy, "most_popular", SMALL_DATA)
+    assert versions(project_copy, "most_popular") == first
+    assert [run.info.status for run in mlflow_runs(project_copy)] == ["FINISHED", status]
+    assert not (project_copy / LOCK_FILE).exists()  # released
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # restored
+
+
+def test_removing_a_first_version_removes_its_dataset_folder_too(tmp_path):
+    catalog = DataCatalog.from_config(
+        {
+            "r": {
+                "type": "neurec.datasets.Atomic",
+                "versioned": True,
+                "dataset": {"type": "json.JSONDataset", "filepath": str(tmp_path / "r.json")},
+            }
+        },
+        save_version="v1",
+    )
+    catalog.save("r", {"a": 1})
+    assert remove_run_versions(catalog, ["r", "params:x"], "v1") == [tmp_path / "r.json" / "v1"]
+    assert list(tmp_path.iterdir()) == []
+
+
+# --- runs in other processes: `kedro run` as a person starts it -----------------------
+
+
+def start_slow_run(project: pathlib.Path, log: pathlib.Path):
+    """``kedro run --pipeline=gmf`` with epochs enough to outlast the test."""
+    synthetic = ",".join(
+        f"data.synthetic.{k}={v}" for k, v in SMALL_DATA["data"]["synthetic"].items()
+    )
+    command = [sys.executable, "-m", "kedro", "run", "--pipeline=gmf"]
+    command += ["--params", f"{synthetic},gmf.epochs=10000,gmf.patience=10000"]
+    return process_group(command, project, log)
+
+
+def wait_for(log: pathlib.Path, text: str, process, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while text not in log.read_text(errors="replace"):
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise AssertionError(f"no '{text}' in the run's output:\n{log.read_text()[-3000:]}")
+        time.sleep(0.2)
+
+
+def test_a_second_run_stops_at_once_naming_the_lock_and_its_holder(
+    project_copy, tmp_path_factory, monkeypatch
+):
+    kedro_run(project_copy, "most_popular", SMALL_DATA)  # a model to recommend from, below
+    log = tmp_path_factory.mktemp("logs") / "gmf.log"
+    with start_slow_run(project_copy, log) as other:
+        wait_for(log, "gmf epoch 1/", other)
+        runs_before = len(mlflow_runs(project_copy))
+        started = time.monotonic()
+        with pytest.raises(RunLocked) as refused:
+            kedro_run(project_copy, "most_popular", SMALL_DATA)
+        assert time.monotonic() - started < 10
+        message = str(refused.value)
+        assert str(project_copy / LOCK_FILE) in message and f"PID {other.pid}" in message
+        assert len(mlflow_runs(project_copy)) == runs_before  # the refused run logged nothing
+
+        # reading is free while a run holds the lock, from any working directory
+        monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
+        service = RecommendationService.from_project(project_copy, "most_popular")
+        assert len(service.recommend([], k=3).items) == 3
+
+        os.kill(other.pid, signal.SIGKILL)  # killed hard: its lock file stays, its run RUNNING
+        other.wait(timeout=30)
+    killed = mlflow_runs(project_copy)[-1]
+    assert killed.info.status == "RUNNING" and killed.data.tags["neurec.pid"] == str(other.pid)
+
+    kedro_run(project_copy, "most_popular", SMALL_DATA)  # the lock died with its process
+    statuses = {run.info.run_id: run.info.status for run in mlflow_runs(project_copy)}
+    assert statuses[killed.info.run_id] == "KILLED"
+    assert list(statuses.values()).count("RUNNING") == 0
+
+
+def test_ctrl_c_during_kedro_run_records_the_mlflow_run_as_killed(project_copy, tmp_path):
+    log = tmp_path / "gmf.log"
+    with start_slow_run(project_copy, log) as run:
+        wait_for(log, "gmf epoch 1/", run)
+        os.kill(run.pid, signal.SIGINT)
+        try:
+            assert run.wait(timeout=120) != 0
+        except subprocess.TimeoutExpired:
+            raise AssertionError(
+                f"still running after Ctrl-C:\n{log.read_text()[-3000:]}"
+            ) from None
+    (recorded,) = mlflow_runs(project_copy)
+    assert recorded.info.status == "KILLED", log.read_text()[-3000:]
+    assert recorded.info.end_time is not None
+    assert not (project_copy / LOCK_FILE).exists()
+    assert versions(project_copy, "gmf") == {"model": [], "results": []}

@@ -6,11 +6,12 @@ from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
 from neurec.hooks import MlflowTrackingHooks
+from neurec.run_guard import RunGuardHooks
 
 # Nothing phones home: MLflow's usage telemetry is off unless a user turns it on explicitly.
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 
-HOOKS = (MlflowTrackingHooks(),)
+HOOKS = (MlflowTrackingHooks(), RunGuardHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
