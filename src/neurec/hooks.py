@@ -98,35 +98,34 @@ def project_local_store(conf: dict[str, Any], project_path: Path) -> dict[str, A
     return conf
 
 
-def process_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def process_gone(pid: str) -> bool:
+    """Whether the process of a recorded PID has ended; this process counts as ended, as it
+    is starting another run. No PID recorded: it can't tell, so no."""
+    if not pid.isdigit():
         return False
-    except PermissionError:  # another user's process
+    if int(pid) == os.getpid():
         return True
-    return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process
+        return False
+    return False
 
 
 def abandoned_runs(client: mlflow.MlflowClient, current: Run) -> list[Run]:
-    """Runs of ``current``'s experiment still RUNNING though their process on this host is
-    gone (or is this process, which is starting another run)."""
-    host, running = (
-        socket.gethostname(),
-        client.search_runs(
-            [current.info.experiment_id], filter_string="attributes.status = 'RUNNING'"
-        ),
+    """Runs of ``current``'s experiment still RUNNING though their process on this host ended."""
+    host = socket.gethostname()
+    running = client.search_runs(
+        [current.info.experiment_id], filter_string="attributes.status = 'RUNNING'"
     )
     return [
         run
         for run in running
         if run.info.run_id != current.info.run_id
         and run.data.tags.get(HOST_TAG) == host
-        and run.data.tags.get(PID_TAG, "").isdigit()
-        and (
-            int(run.data.tags[PID_TAG]) == os.getpid()
-            or not process_alive(int(run.data.tags[PID_TAG]))
-        )
+        and process_gone(run.data.tags.get(PID_TAG, ""))
     ]
 
 
