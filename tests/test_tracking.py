@@ -1,6 +1,7 @@
 """A `kedro run` is recorded in MLflow: read it back as a person would, through MlflowClient."""
 
 import json
+import os
 import socket
 
 import mlflow
@@ -52,6 +53,9 @@ def tracked_run(monkeypatch, project_copy, no_network):
 def test_the_run_holds_parameters_curves_metrics_and_artifacts(tracked_run, no_network):
     project, client, experiment, run = tracked_run
     assert run.info.status == "FINISHED" and run.info.run_name == "item_bias"
+    # who ran it, so the next run can tell a run killed hard from one still going
+    assert run.data.tags["neurec.pid"] == str(os.getpid())
+    assert run.data.tags["neurec.host"] == socket.gethostname()
     assert mlflow.active_run() is None  # closed: the next session gets a run of its own
     assert experiment.artifact_location == (project / "mlruns").as_uri()
     assert no_network == []

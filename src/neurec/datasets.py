@@ -1,4 +1,4 @@
-"""Kedro dataset for trained models: weights saved together with the config that built them.
+"""Kedro datasets: trained models saved with the config that built them, and atomic files.
 
 Passing ``nn.Module`` objects between nodes through MemoryDataset deep-copies them and
 loses them at the end of the run; instead a trained model is written to disk as
@@ -6,19 +6,26 @@ loses them at the end of the run; instead a trained model is written to disk as
 the registry on load, so it can be reloaded without the training code's defaults. The
 fingerprint names the split it was trained on (``neurec.provenance``); files saved before
 it was recorded load with None, and serving refuses them.
+
+Every file a run writes appears whole or not at all: ``save_model`` and the ``Atomic``
+wrapper (for kedro-datasets' file datasets) write to a temporary name in the target's folder
+and rename it into place, so a crash, ``kill -9`` or a second reader never sees half a file.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+import posixpath
 import tempfile
+import uuid
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 import torch
 from kedro.io import AbstractDataset, AbstractVersionedDataset, DatasetError, Version
+from kedro.io.core import parse_dataset_definition
 
 from neurec.models import Recommender, registry
 from neurec.provenance import check_trained_on
@@ -133,3 +140,105 @@ class TrainedModels(AbstractDataset[None, ModelShelf]):
 
     def _describe(self) -> dict[str, Any]:
         return {"path": self._path.as_posix()}
+
+
+TEMPORARY_SUFFIX = ".partial"  # ".<name>.<random>.partial" beside the file being written
+
+
+class AtomicWrites:
+    """An fsspec file system whose files opened for writing appear whole or not at all.
+
+    Wraps the file system a dataset writes through (``dataset._fs``): ``open(path, "w"|"wb")``
+    writes to a hidden temporary file in the same folder, moved onto ``path`` (a rename on
+    a local disk) when the ``with`` block ends normally and deleted when it raises.
+    Everything else (reads, ``exists``, ``glob`` ...) goes to the wrapped file system.
+    """
+
+    def __init__(self, fs: Any) -> None:
+        self.wrapped = fs
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.wrapped, name)
+
+    def __reduce__(self) -> tuple[type, tuple[Any]]:  # picklable for ParallelRunner
+        return AtomicWrites, (self.wrapped,)
+
+    def open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        if not set(mode) & set("wax+"):
+            return self.wrapped.open(path, mode, **kwargs)
+        if mode.replace("b", "").replace("t", "") != "w":
+            raise DatasetError(f"{path}: atomic saves write whole files (mode 'w'), not '{mode}'")
+        return AtomicFile(self.wrapped, path, mode, kwargs)
+
+
+class AtomicFile:
+    """A file being written under a temporary name; ``close`` publishes it, ``discard`` drops it."""
+
+    def __init__(self, fs: Any, path: str, mode: str, kwargs: dict[str, Any]) -> None:
+        folder, name = posixpath.split(path)
+        self._fs, self.target = fs, path
+        self.temporary = posixpath.join(
+            folder, f".{name}.{uuid.uuid4().hex[:12]}{TEMPORARY_SUFFIX}"
+        )
+        self._file = fs.open(self.temporary, mode, **kwargs)
+        self._finished = False
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._file, name)
+
+    def __enter__(self) -> Any:
+        return self._file.__enter__()
+
+    def __exit__(self, error_type: type[BaseException] | None, *_: Any) -> None:
+        if error_type is None:
+            self.close()
+        else:
+            self.discard()
+
+    def close(self) -> None:
+        if self._finished:  # the writer may close the file itself inside the with block
+            return
+        self._finished = True
+        try:
+            self._file.close()
+            self._fs.mv(self.temporary, self.target)
+        except BaseException:
+            self._remove_temporary()
+            raise
+
+    def discard(self) -> None:
+        self._finished = True
+        self._remove_temporary()
+
+    def _remove_temporary(self) -> None:
+        self._file.close()
+        if self._fs.exists(self.temporary):
+            self._fs.rm(self.temporary)
+
+
+class Atomic(AbstractDataset):
+    """Catalog wrapper: the inner ``dataset`` (any kedro-datasets file dataset, also inside
+    ``MlflowArtifactDataset``) with its saves made atomic by :class:`AtomicWrites`.
+
+    ``versioned: true`` goes on the ``Atomic`` entry, so the inner dataset shares the run's
+    save version. The catalog gets the inner dataset itself (its type, preview and
+    description unchanged), not a wrapper object.
+    """
+
+    def __new__(cls, dataset: dict[str, Any], version: Version | None = None) -> AbstractDataset:  # type: ignore[misc]
+        inner_class, inner_args = parse_dataset_definition(dataset)
+        if "version" in inner_args:
+            raise DatasetError(
+                f"{dataset['type']}: put 'versioned: true' on the neurec.datasets.Atomic "
+                "entry, not on its inner dataset (which would draw its own save version)"
+            )
+        if version is not None:
+            inner_args["version"] = version
+        inner = inner_class(**inner_args)
+        if not hasattr(inner, "_fs"):
+            raise DatasetError(
+                f"neurec.datasets.Atomic wraps datasets that write through fsspec; "
+                f"{dataset['type']} does not"
+            )
+        inner._fs = AtomicWrites(inner._fs)
+        return inner

@@ -12,11 +12,19 @@ per-model nodes output, so the model library itself never imports MLflow:
   writes, so ``neurec.datasets.load_model`` rebuilds it. (The catalog's versioned model
   files cannot be wrapped in ``MlflowArtifactDataset``: each wrapped dataset would draw its
   own save version, which Kedro's catalog refuses.)
+
+And they keep the run's status true: each run is tagged ``neurec.pid`` and ``neurec.host``;
+one stopped with Ctrl-C is ``KILLED`` (kedro-mlflow would say FAILED, or FINISHED for a plain
+``KeyboardInterrupt``), and a run still ``RUNNING`` whose process is gone (``kill -9``, power
+loss) is marked ``KILLED`` when the next run starts.
 """
 
 from __future__ import annotations
 
+import logging
+import os
 import re
+import socket
 import tempfile
 import time
 from pathlib import Path
@@ -26,13 +34,18 @@ import mlflow
 from kedro.config import MissingConfigException
 from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
-from mlflow.entities import Metric
+from mlflow.entities import Metric, Run, RunStatus
 
 from neurec.datasets import save_model
 from neurec.models import Recommender, registry
+from neurec.run_guard import RunInterrupted
 
 SQLITE_PREFIX = "sqlite:///"
 SUMMARY_FIELDS = ("train_seconds", "epochs", "best_epoch", "evaluation_seconds")
+PID_TAG, HOST_TAG = "neurec.pid", "neurec.host"
+KILLED = RunStatus.to_string(RunStatus.KILLED)
+
+logger = logging.getLogger(__name__)
 
 
 def mlflow_name(text: str) -> str:
@@ -85,7 +98,41 @@ def project_local_store(conf: dict[str, Any], project_path: Path) -> dict[str, A
     return conf
 
 
+def process_gone(pid: str) -> bool:
+    """Whether the process of a recorded PID has ended; this process counts as ended, as it
+    is starting another run. No PID recorded: it can't tell, so no."""
+    if not pid.isdigit():
+        return False
+    if int(pid) == os.getpid():
+        return True
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # another user's process
+        return False
+    return False
+
+
+def abandoned_runs(client: mlflow.MlflowClient, current: Run) -> list[Run]:
+    """Runs of ``current``'s experiment still RUNNING though their process on this host ended."""
+    host = socket.gethostname()
+    running = client.search_runs(
+        [current.info.experiment_id], filter_string="attributes.status = 'RUNNING'"
+    )
+    return [
+        run
+        for run in running
+        if run.info.run_id != current.info.run_id
+        and run.data.tags.get(HOST_TAG) == host
+        and process_gone(run.data.tags.get(PID_TAG, ""))
+    ]
+
+
 class MlflowTrackingHooks:
+    def __init__(self) -> None:
+        self._run_id: str | None = None
+
     @hook_impl(tryfirst=True)  # before kedro-mlflow reads the configuration
     def after_context_created(self, context: KedroContext) -> None:
         try:
@@ -93,6 +140,28 @@ class MlflowTrackingHooks:
         except MissingConfigException:
             return
         context.config_loader["mlflow"] = project_local_store(conf, Path(context.project_path))
+
+    @hook_impl(trylast=True)  # after kedro-mlflow has started the run
+    def before_pipeline_run(self) -> None:
+        run = mlflow.active_run()
+        self._run_id = None if run is None else run.info.run_id
+        if run is None:
+            return
+        mlflow.set_tags({PID_TAG: os.getpid(), HOST_TAG: socket.gethostname()})
+        client = mlflow.MlflowClient()
+        for stale in abandoned_runs(client, run):
+            client.set_terminated(stale.info.run_id, KILLED)
+            logger.warning(
+                "MLflow run %s (%s) was still RUNNING though its process %s is gone: now KILLED",
+                stale.info.run_name,
+                stale.info.run_id,
+                stale.data.tags[PID_TAG],
+            )
+
+    @hook_impl(trylast=True)  # after kedro-mlflow has ended the run as FAILED
+    def on_pipeline_error(self, error: Exception) -> None:
+        if isinstance(error, RunInterrupted) and self._run_id and mlflow.active_run() is None:
+            mlflow.MlflowClient().set_terminated(self._run_id, KILLED)
 
     @hook_impl
     def after_node_run(self, outputs: dict[str, Any]) -> None:

@@ -193,6 +193,18 @@ def _local(path: str) -> bool:
     return "://" not in path and not Path(path).is_absolute()
 
 
+def _anchored(entry: dict[str, Any], root: Path) -> dict[str, Any]:
+    """A catalog entry with relative local paths made absolute, also in a wrapped ``dataset``."""
+    anchored = {}
+    for key, value in entry.items():
+        if isinstance(value, dict):
+            value = _anchored(value, root)
+        elif key in ("filepath", "path") and _local(value):
+            value = str(root / value)
+        anchored[key] = value
+    return anchored
+
+
 class Catalog(Protocol):
     def load(self, name: str) -> Any: ...
 
@@ -245,13 +257,7 @@ class RecommendationService:
             str(root / "conf"), base_env="base", default_run_env="local", env=env
         )
         # relative local paths are relative to the project, as in a Kedro session
-        entries = {
-            name: {
-                key: str(root / value) if key in ("filepath", "path") and _local(value) else value
-                for key, value in entry.items()
-            }
-            for name, entry in config["catalog"].items()
-        }
+        entries = {name: _anchored(entry, root) for name, entry in config["catalog"].items()}
         return cls.from_catalog(DataCatalog.from_config(entries), model)
 
     def recommend(self, history: Sequence[Any], k: int = 10, user: Any = None) -> Recommendations:

@@ -4,9 +4,10 @@ from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
 from neurec.hooks import MlflowTrackingHooks
+from neurec.run_guard import RunGuardHooks
 from neurec.validation import ParameterValidationHooks
 
-HOOKS = (MlflowTrackingHooks(), ParameterValidationHooks())
+HOOKS = (MlflowTrackingHooks(), ParameterValidationHooks(), RunGuardHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
