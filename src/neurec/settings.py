@@ -7,7 +7,9 @@ from neurec.hooks import MlflowTrackingHooks
 from neurec.run_guard import RunGuardHooks
 from neurec.validation import ParameterValidationHooks
 
-HOOKS = (MlflowTrackingHooks(), ParameterValidationHooks(), RunGuardHooks())
+# pluggy calls the hooks of one priority last-registered first: the parameter check runs
+# before the run lock is taken, so a refused run leaves nothing behind, not even the lock
+HOOKS = (MlflowTrackingHooks(), RunGuardHooks(), ParameterValidationHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
