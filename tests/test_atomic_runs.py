@@ -186,6 +186,14 @@ def mlflow_runs(project: pathlib.Path) -> list:
     return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
 
 
+@pytest.fixture
+def ctrl_c_not_ignored():
+    """Ctrl-C as in a terminal, even when pytest runs as a background job (SIGINT ignored)."""
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def ctrl_c(*args, **kwargs):
     """What pressing Ctrl-C during the evaluation does: SIGINT to this process."""
     os.kill(os.getpid(), signal.SIGINT)
@@ -203,7 +211,7 @@ def broken_evaluation(*args, **kwargs):
     ids=["error", "ctrl-c"],
 )
 def test_a_run_failing_in_evaluate_leaves_no_new_model_or_results_version(
-    project_copy, monkeypatch, failure, error, status
+    project_copy, monkeypatch, failure, error, status, ctrl_c_not_ignored
 ):
     kedro_run(project_copy, "most_popular", SMALL_DATA)
     first = versions(project_copy, "most_popular")
@@ -237,12 +245,20 @@ def test_removing_a_first_version_removes_its_dataset_folder_too(tmp_path):
 # --- runs in other processes: `kedro run` as a person starts it -----------------------
 
 
+# `kedro <args>` with Ctrl-C not ignored, as from a terminal: a background job of a script
+# (pytest itself may be one) starts with SIGINT ignored, which a run keeps ignoring
+AS_FROM_A_TERMINAL = (
+    "import os, signal, sys; signal.signal(signal.SIGINT, signal.SIG_DFL); "
+    "os.execv(sys.executable, [sys.executable, '-m', 'kedro', *sys.argv[1:]])"
+)
+
+
 def start_slow_run(project: pathlib.Path, log: pathlib.Path):
     """``kedro run --pipeline=gmf`` with epochs enough to outlast the test."""
     synthetic = ",".join(
         f"data.synthetic.{k}={v}" for k, v in SMALL_DATA["data"]["synthetic"].items()
     )
-    command = [sys.executable, "-m", "kedro", "run", "--pipeline=gmf"]
+    command = [sys.executable, "-c", AS_FROM_A_TERMINAL, "run", "--pipeline=gmf"]
     command += ["--params", f"{synthetic},gmf.epochs=10000,gmf.patience=10000"]
     return process_group(command, project, log)
 

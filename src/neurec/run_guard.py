@@ -147,7 +147,10 @@ class RunGuardHooks:
                 "started": time.strftime("%Y-%m-%d %H:%M:%S"),
             },
         )
-        if threading.current_thread() is threading.main_thread():
+        # Ctrl-C as Python would take it: not in a thread (which can't), nor where it is ignored
+        # (a script's background job `kedro run &`, which Ctrl-C of the script must not stop)
+        main = threading.current_thread() is threading.main_thread()
+        if main and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
             previous = signal.signal(signal.SIGINT, self._interrupt)
             self._ctrl_c_handler = signal.SIG_DFL if previous is None else previous
 
