@@ -34,13 +34,15 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractVersionedDataset
 
+from neurec.errors import NeurecError
+
 LOCK_FILE = Path("data") / ".run.lock"
 
 logger = logging.getLogger(__name__)
 
 
-class RunLocked(RuntimeError):
-    """Another run holds this project's lock."""
+class RunLocked(NeurecError):
+    """Another run holds this project's lock (an expected error: one line, no traceback)."""
 
 
 class RunInterrupted(KeyboardInterrupt, Exception):
