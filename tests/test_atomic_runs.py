@@ -35,6 +35,7 @@ from neurec.datasets import (
     Atomic,
     CheckpointFolder,
     ModelDataset,
+    ParquetChunks,
     TrainedModels,
 )
 from neurec.models import registry
@@ -59,6 +60,10 @@ SAMPLES = {  # something of each kind the catalog saves, large enough to be writ
     MatplotlibDataset: a_figure,
     PlotlyJSONDataset: lambda: go.Figure(go.Scatter(x=list(range(2000)), y=list(range(2000)))),
     ModelDataset: lambda: registry()["most_popular"].from_params({}, 50, 3000),
+    ParquetChunks: lambda: (  # a stream of chunks, as the recommend node returns
+        pd.DataFrame({"user": range(start, start + 2000), "item": range(2000)})
+        for start in range(0, 10_000, 2000)
+    ),
 }
 
 

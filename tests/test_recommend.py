@@ -2,19 +2,23 @@
 
 import io
 import shutil
+import tracemalloc
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow.parquet as pq
 import pytest
 import torch
 from kedro.io import DataCatalog, DatasetError, Version
 
-from neurec.datasets import ModelDataset, ModelShelf
+from neurec.datasets import ModelDataset, ModelShelf, ParquetChunks
 from neurec.errors import ConfigError, DataError
+from neurec.interactions import Interactions
 from neurec.models import registry
 from neurec.pipelines.data.nodes import EMPTY_ITEMS
 from neurec.pipelines.modeling.nodes import train_model
+from neurec.pipelines.recommend import nodes as recommend_nodes
 from neurec.pipelines.recommend.nodes import recommend_for_users
 from neurec.provenance import split_fingerprint
 from neurec.recommend import (
@@ -22,6 +26,7 @@ from neurec.recommend import (
     item_popularity,
     recommend,
     recommend_users,
+    recommendation_table,
 )
 from tests.conftest import make_split
 from tests.test_pipeline import SMALL_DATA, kedro_run
@@ -280,3 +285,128 @@ def test_the_fingerprint_survives_the_parquet_round_trip_and_moves_with_any_tabl
         changed = list(tables)
         changed[position] = changed[position].iloc[::-1].reset_index(drop=True)
         assert split_fingerprint(*changed) != fingerprint, position
+
+
+# --- the recommend node streams the table in chunks of recommend.batch_size users ---------
+
+
+def node_chunks(split, models: Path, params: dict, titles: pd.DataFrame = EMPTY_ITEMS):
+    return recommend_for_users(
+        ModelShelf(models),
+        split.train,
+        split.validation,
+        split.test,
+        split.user_index,
+        split.item_index,
+        titles,
+        params,
+    )
+
+
+def test_chunks_of_users_make_exactly_the_table_scored_at_once(two_splits, tmp_path):
+    split, _ = two_splits
+    train_and_save(split, "ease", tmp_path / "models")
+    titles = pd.DataFrame(
+        {"item": split.item_index["source_id"][::2], "title": "a film"}
+    )  # half the items have titles
+    chunks = list(
+        node_chunks(split, tmp_path / "models", {"model": "ease", "k": 5, "batch_size": 7}, titles)
+    )
+    assert len(chunks) == -(-split.n_users // 7)
+    assert all(chunk["user"].nunique() <= 7 for chunk in chunks)
+
+    # what the node computed before it streamed: every user at once, in one table
+    model = ModelShelf(tmp_path / "models").load(
+        "ease", split_fingerprint(split.train, split.validation, split.user_index, split.item_index)
+    )
+    everything = pd.concat([split.train, split.validation, split.test])
+    histories = Interactions.from_frame(everything, split.n_users, split.n_items).histories
+    use_model = np.ones(split.n_users, dtype=bool)
+    users = np.arange(split.n_users)
+    items, scores = recommend_users(
+        model, users, histories, 5, item_popularity(split.train, split.n_items), use_model
+    )
+    at_once = recommendation_table(
+        split.user_index["source_id"].to_numpy(), items, scores, use_model, split.item_index, titles
+    ).astype({"rank": np.int32})
+    streamed = pd.concat(chunks, ignore_index=True)
+    pd.testing.assert_frame_equal(streamed, at_once)
+
+    # written chunk by chunk and read back as one table, in compact dtypes
+    dataset = ParquetChunks(str(tmp_path / "recommendations.parquet"))
+    dataset.save(iter(chunks))
+    loaded = dataset.load()
+    pd.testing.assert_frame_equal(loaded, at_once)
+    assert (loaded["rank"].dtype, loaded["score"].dtype) == (np.int32, np.float32)
+    assert loaded["user"].dtype == split.user_index["source_id"].dtype
+    first = split.user_index["source_id"].iloc[0]
+    part = ParquetChunks(
+        dataset._path, {"columns": ["user", "item"], "filters": [("user", "==", first)]}
+    ).load()
+    pd.testing.assert_frame_equal(
+        part, at_once.loc[at_once["user"] == first, ["user", "item"]].reset_index(drop=True)
+    )
+
+
+def synthetic_of(n_users: int):
+    options = {"n_users": n_users, "n_items": 200, "min_length": 5, "mean_length": 8, "seed": 3}
+    return make_split({"source": "synthetic", "synthetic": options})[0]
+
+
+def stream_to_parquet(n_users: int, folder: Path) -> tuple[int, int]:
+    """(rows of the largest chunk the dataset received, peak bytes traced while writing)."""
+    split = synthetic_of(n_users)
+    train_and_save(split, "most_popular", folder / "models")
+    chunks = node_chunks(split, folder / "models", {"model": "most_popular", "batch_size": 500})
+    assert not isinstance(chunks, pd.DataFrame), "the node built the whole table in memory"
+    sizes = []
+
+    def received(chunks):
+        for chunk in chunks:
+            sizes.append(len(chunk))
+            yield chunk
+
+    tracemalloc.start()
+    try:
+        ParquetChunks(str(folder / "recommendations.parquet")).save(received(chunks))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert sum(sizes) == n_users * 10  # k = 10 for every user, 200 items
+    return max(sizes), peak
+
+
+def test_memory_while_writing_does_not_grow_with_the_number_of_users(tmp_path):
+    largest_small, peak_small = stream_to_parquet(2_000, tmp_path / "small")
+    largest_large, peak_large = stream_to_parquet(20_000, tmp_path / "large")
+    assert largest_small == largest_large == 500 * 10  # batch_size users x k rows
+    assert peak_large < 2 * peak_small, (peak_small, peak_large)  # 10 times the users
+
+
+def test_a_run_failing_mid_stream_leaves_the_previous_recommendations(project_copy, monkeypatch):
+    kedro_run(project_copy, "most_popular", SMALL_DATA)
+    params = {"recommend": {"model": "most_popular", "k": 3, "batch_size": 50}}
+    kedro_run(project_copy, "recommend", params)
+    folder = project_copy / "data" / "07_model_output"
+    written = (folder / "recommendations.parquet").read_bytes()
+    table = pd.read_parquet(folder / "recommendations.parquet")
+    # one file of every user (the runner saved the stream once, not chunk over chunk)
+    assert table["user"].nunique() == SMALL_DATA["data"]["synthetic"]["n_users"] == 120
+    assert pq.ParquetFile(folder / "recommendations.parquet").num_row_groups == 3
+
+    calls = []
+
+    def fails_on_the_third_chunk(*args, **kwargs):
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("scoring failed half-way")
+        return recommendation_table(*args, **kwargs)
+
+    monkeypatch.setattr(recommend_nodes, "recommendation_table", fails_on_the_third_chunk)
+    with pytest.raises(DatasetError, match="scoring failed half-way"):
+        kedro_run(project_copy, "recommend", {"recommend": {**params["recommend"], "k": 4}})
+    assert len(calls) == 3
+    assert (folder / "recommendations.parquet").read_bytes() == written
+    assert sorted(p.name for p in folder.iterdir() if "recommendations" in p.name) == [
+        "recommendations.parquet"
+    ]

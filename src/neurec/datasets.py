@@ -7,9 +7,10 @@ the registry on load, so it can be reloaded without the training code's defaults
 fingerprint names the split it was trained on (``neurec.provenance``); files saved before
 it was recorded load with None, and serving refuses them.
 
-Every file a run writes appears whole or not at all: ``save_model`` and the ``Atomic``
-wrapper (for kedro-datasets' file datasets) write to a temporary name in the target's folder
-and rename it into place, so a crash, ``kill -9`` or a second reader never sees half a file.
+Every file a run writes appears whole or not at all: ``save_model``, the ``Atomic``
+wrapper (for kedro-datasets' file datasets) and ``ParquetChunks`` (a table streamed in chunks)
+write to a temporary name in the target's folder and rename it into place, so a crash,
+``kill -9`` or a second reader never sees half a file.
 """
 
 from __future__ import annotations
@@ -19,13 +20,18 @@ import os
 import posixpath
 import tempfile
 import uuid
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+import fsspec
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
 import torch
 from kedro.io import AbstractDataset, AbstractVersionedDataset, DatasetError, Version
-from kedro.io.core import parse_dataset_definition
+from kedro.io.core import get_filepath_str, get_protocol_and_path, parse_dataset_definition
 
 from neurec.models import Recommender, registry
 from neurec.provenance import check_trained_on
@@ -263,3 +269,72 @@ class CheckpointFolder(AbstractDataset[None, Path]):
 
     def _describe(self) -> dict[str, Any]:
         return {"path": self._path.as_posix()}
+
+
+class ParquetChunks(AbstractDataset[Iterable[pd.DataFrame] | pd.DataFrame, pd.DataFrame]):
+    """One parquet file written from a stream of DataFrames, holding one chunk at a time.
+
+    ``save`` takes an iterable of DataFrames (or one DataFrame) and writes each as a row
+    group with ``pyarrow.parquet.ParquetWriter``, so memory holds one chunk, not the table.
+    Every chunk must have the first chunk's columns and dtypes. The file is written under a
+    temporary name in the target's folder (:class:`AtomicWrites`) and renamed into place
+    when the last chunk is written: an exception while chunks are produced or written leaves
+    the previous file as it was and no temporary. ``load`` reads the whole table, or with
+    ``load_args`` (``columns``, ``filters``, ... of ``pandas.read_parquet``) a part of it.
+
+    The node returns a lazy iterable (a generator object) rather than being a generator
+    function: Kedro's runner saves each chunk of a generator *function* with a separate
+    ``catalog.save`` call, and each such save would replace the file with one chunk (or,
+    appending, leave a half-written file after a failure). Returning the iterable hands the
+    whole stream to one ``save``, which can publish one complete file or none.
+    """
+
+    def __init__(self, filepath: str, load_args: dict[str, Any] | None = None) -> None:
+        protocol, path = get_protocol_and_path(filepath)
+        self._protocol = protocol
+        self._filepath = PurePosixPath(path)
+        self._fs = fsspec.filesystem(protocol)
+        self._load_args = dict(load_args or {})
+
+    @property
+    def _path(self) -> str:
+        return get_filepath_str(self._filepath, self._protocol)
+
+    def load(self) -> pd.DataFrame:
+        return pd.read_parquet(self._path, filesystem=self._fs, **self._load_args)
+
+    def save(self, data: Iterable[pd.DataFrame] | pd.DataFrame) -> None:
+        chunks = iter([data] if isinstance(data, pd.DataFrame) else data)
+        self._fs.mkdirs(str(self._filepath.parent), exist_ok=True)
+        with AtomicWrites(self._fs).open(self._path, "wb") as file:
+            first = next(chunks, None)
+            if not isinstance(first, pd.DataFrame):
+                raise DatasetError(
+                    f"{self._path}: expected DataFrames to write, got "
+                    f"{'no chunk' if first is None else type(first).__name__}"
+                )
+            schema = pa.Schema.from_pandas(first, preserve_index=False)
+            with pq.ParquetWriter(file, schema) as writer:
+                writer.write_table(pa.Table.from_pandas(first, schema, preserve_index=False))
+                for number, chunk in enumerate(chunks, start=2):
+                    writer.write_table(self._as_table(chunk, schema, number))
+
+    def _as_table(self, chunk: Any, schema: pa.Schema, number: int) -> pa.Table:
+        expected = (
+            f"the first chunk's columns and dtypes ({schema.to_string(show_schema_metadata=False)})"
+        )
+        if not isinstance(chunk, pd.DataFrame) or list(chunk.columns) != schema.names:
+            found = list(chunk.columns) if isinstance(chunk, pd.DataFrame) else type(chunk).__name__
+            raise DatasetError(f"{self._path}: chunk {number} is {found}, expected {expected}")
+        try:
+            return pa.Table.from_pandas(chunk, schema, preserve_index=False)
+        except (TypeError, ValueError, pa.ArrowException) as error:
+            raise DatasetError(
+                f"{self._path}: chunk {number} does not fit {expected}: {error}"
+            ) from error
+
+    def _exists(self) -> bool:
+        return self._fs.exists(self._path)
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": self._path, "load_args": self._load_args}
