@@ -9,14 +9,6 @@ answer must equal `RecommendationService.recommend` for the same history.
 from __future__ import annotations
 
 import json
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -24,13 +16,12 @@ import mlflow
 import pandas as pd
 import pytest
 
-import neurec
 from neurec.recommend import RecommendationService
+from neurec.serving_benchmark import post, served
 from tests.conftest import copy_project
 from tests.test_pipeline import SMALL_DATA, kedro_run
 
 SERVED = ("sasrec", "ease")
-SERVER_START_SECONDS = 90
 
 
 @pytest.fixture(scope="module")
@@ -46,84 +37,12 @@ def trained(tmp_path_factory, empty_mlflow_store) -> Iterator[Path]:
     mlflow.set_tracking_uri(None)
 
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(trained) -> Iterator[str]:
     """`mlflow models serve` of neurec-sasrec on 127.0.0.1, stopped with its process group."""
-    port = free_port()
-    env = {
-        **os.environ,
-        "MLFLOW_TRACKING_URI": f"sqlite:///{trained / 'mlflow.db'}",
-        "MLFLOW_DISABLE_TELEMETRY": "true",  # the mlflow CLI imports mlflow before neurec
-        # this tree's neurec, not the editable install's
-        "PYTHONPATH": str(Path(neurec.__file__).resolve().parents[1]),
-    }
-    command = [sys.executable, "-m", "mlflow", "models", "serve"]
-    command += ["-m", "models:/neurec-sasrec/latest", "--env-manager", "local"]
-    command += ["-h", "127.0.0.1", "-p", str(port)]
-    log = trained / "server.log"
-    with log.open("wb") as output:
-        process = subprocess.Popen(
-            command,
-            env=env,
-            cwd=trained,
-            stdout=output,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + SERVER_START_SECONDS
-        while True:
-            if process.poll() is not None:
-                pytest.fail(f"mlflow models serve exited {process.returncode}:\n{log.read_text()}")
-            try:
-                with urllib.request.urlopen(f"{url}/ping", timeout=2) as answer:
-                    if answer.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(
-                    f"no answer on {url}/ping in {SERVER_START_SECONDS} s:\n{log.read_text()}"
-                )
-            time.sleep(0.3)
+    store = f"sqlite:///{trained / 'mlflow.db'}"
+    with served("models:/neurec-sasrec/latest", store, trained, trained / "server.log") as url:
         yield url
-    finally:
-        stop_group(process)
-
-
-def stop_group(process: subprocess.Popen) -> None:
-    """SIGTERM the server's process group (uvicorn's workers too), SIGKILL after 15 s."""
-    for sent in (signal.SIGTERM, signal.SIGKILL):
-        try:
-            os.killpg(process.pid, sent)
-        except ProcessLookupError:  # the whole group has already ended
-            break
-        try:
-            process.wait(timeout=15)
-            break
-        except subprocess.TimeoutExpired:
-            continue
-    process.wait()
-
-
-def post(url: str, body: object) -> tuple[int, dict]:
-    request = urllib.request.Request(
-        f"{url}/invocations",
-        data=json.dumps(body).encode(),
-        headers={"Content-Type": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=60) as answer:
-            return answer.status, json.loads(answer.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
 
 
 def requests_for(project: Path) -> list[dict]:
