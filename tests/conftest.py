@@ -68,17 +68,24 @@ def empty_mlflow_store(request, tmp_path_factory) -> Path:
     return store
 
 
+def copy_project(target: Path, mlflow_store: Path) -> Path:
+    """The project's conf/, pyproject and .telemetry, an empty src/ and ``mlflow_store``
+    (as mlflow.db) in ``target``; see ``project_copy``."""
+    shutil.copytree(PROJECT_ROOT / "conf", target / "conf")
+    for name in ("pyproject.toml", ".telemetry"):
+        shutil.copy(PROJECT_ROOT / name, target / name)
+    shutil.copy(mlflow_store, target / "mlflow.db")
+    (target / "src").mkdir()
+    return target
+
+
 @pytest.fixture
 def project_copy(tmp_path, monkeypatch, empty_mlflow_store) -> Iterator[Path]:
     """A copy of the project's conf/, pyproject and .telemetry (no consent) in tmp, as cwd:
     runs write only there (data/, and the MLflow store mlflow.db with artifacts in mlruns/)."""
     import mlflow
 
-    shutil.copytree(PROJECT_ROOT / "conf", tmp_path / "conf")
-    for name in ("pyproject.toml", ".telemetry"):
-        shutil.copy(PROJECT_ROOT / name, tmp_path / name)
-    shutil.copy(empty_mlflow_store, tmp_path / "mlflow.db")
-    (tmp_path / "src").mkdir()
+    copy_project(tmp_path, empty_mlflow_store)
     monkeypatch.chdir(tmp_path)
     # conf/base/mlflow.yml reads MLFLOW_TRACKING_URI, and MLflow exports the store it last
     # used there: without this a run would log to the user's server or the previous test's

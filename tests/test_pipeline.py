@@ -3,6 +3,7 @@
 import json
 from dataclasses import dataclass
 
+import mlflow
 import numpy as np
 import pytest
 import torch
@@ -41,6 +42,10 @@ def test_default_run_writes_metrics_report_and_plot(project_copy):
     report = (reporting / "report.md").read_text()
     assert "## Test metrics: `full`" in report and "metrics.png" in report
     assert (reporting / "metrics.png").stat().st_size > 1000
+    # one MLflow model per trained model, registered for `mlflow models serve`
+    client = mlflow.MlflowClient(f"sqlite:///{project_copy / 'mlflow.db'}")
+    registered = {model.name for model in client.search_registered_models()}
+    assert registered == {f"neurec-{name}" for name in registry()}
 
 
 def test_every_model_and_family_has_a_pipeline():

@@ -12,6 +12,9 @@ per-model nodes output, so the model library itself never imports MLflow:
   writes, so ``neurec.datasets.load_model`` rebuilds it. (The catalog's versioned model
   files cannot be wrapped in ``MlflowArtifactDataset``: each wrapped dataset would draw its
   own save version, which Kedro's catalog refuses.)
+* an MLflow model ``<model>`` per trained model, registered as ``neurec-<model>``, that
+  answers history -> top-k (``neurec.serving``; ``mlflow models serve`` serves it). It is
+  logged when the whole pipeline has succeeded, so a failed run registers no model.
 
 And they keep the run's status true: each run is tagged ``neurec.pid`` and ``neurec.host``;
 one stopped with Ctrl-C is ``KILLED`` (kedro-mlflow would say FAILED, or FINISHED for a plain
@@ -38,7 +41,9 @@ from mlflow.entities import Metric, Run, RunStatus
 
 from neurec.datasets import save_model
 from neurec.models import Recommender, registry
+from neurec.recommend import RecommendationService
 from neurec.run_guard import RunInterrupted
+from neurec.serving import log_service, registered_name
 
 SQLITE_PREFIX = "sqlite:///"
 SUMMARY_FIELDS = ("train_seconds", "epochs", "best_epoch", "evaluation_seconds")
@@ -132,6 +137,7 @@ def abandoned_runs(client: mlflow.MlflowClient, current: Run) -> list[Run]:
 class MlflowTrackingHooks:
     def __init__(self) -> None:
         self._run_id: str | None = None
+        self._trained: list[str] = []  # models this run trained, to log as MLflow models
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow reads the configuration
     def after_context_created(self, context: KedroContext) -> None:
@@ -143,6 +149,7 @@ class MlflowTrackingHooks:
 
     @hook_impl(trylast=True)  # after kedro-mlflow has started the run
     def before_pipeline_run(self) -> None:
+        self._trained = []
         run = mlflow.active_run()
         self._run_id = None if run is None else run.info.run_id
         if run is None:
@@ -182,8 +189,26 @@ class MlflowTrackingHooks:
                 batch += [Metric(k, v, stamp, 0) for k, v in final_metrics(model, value).items()]
             elif kind == "model" and isinstance(value, Recommender):
                 log_model_file(client, run.info.run_id, value)
+                self._trained.append(model)
         if batch:
             client.log_batch(run.info.run_id, metrics=batch)
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow ends the run
+    def after_pipeline_run(self, catalog: Any) -> None:
+        if mlflow.active_run() is None:
+            return
+        for model in dict.fromkeys(self._trained):
+            # from the catalog, as a user would load it: the files this run saved, checked
+            # against the split (RecommendationService.from_catalog)
+            info = log_service(RecommendationService.from_catalog(catalog, model), model)
+            logger.info(
+                "MLflow model '%s' logged (%s), registered as %s version %s",
+                model,
+                info.model_uri,
+                registered_name(model),
+                info.registered_model_version,
+            )
+        self._trained = []
 
 
 def log_model_file(client: mlflow.MlflowClient, run_id: str, model: Recommender) -> None:
