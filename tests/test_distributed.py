@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import json
+import logging
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+from kedro.framework.session import KedroSession
+from kedro.framework.startup import bootstrap_project
 
-from neurec.distributed import DistributedTrainingError, train_distributed
+import neurec
+from neurec.distributed import DistributedTrainingError, free_port, train_distributed
 from neurec.interactions import Interactions
 from neurec.models import registry
 from neurec.models.gmf import GMF
 from neurec.training import shard_batch
+from tests.test_pipeline import SMALL_DATA, kedro_run
 
 # plain SGD, no dropout: one process and two must take the same steps
 STEP_PARAMS = {"optimizer": "sgd", "learning_rate": 0.5, "seed": 3, "device": "cpu"}
@@ -85,3 +95,86 @@ def test_a_failing_worker_stops_the_run_naming_its_rank():
     with pytest.raises(DistributedTrainingError, match=r"rank 1: .*worker broke on purpose"):
         train_distributed(model, train)
     assert time.perf_counter() - started < 60
+
+
+# --- through Kedro: the train node's worker processes, and torchrun agents ---------------
+
+GMF_RUN = {
+    **SMALL_DATA,
+    "gmf": {**STEP_PARAMS, "epochs": 3, "batch_size": 64, "factors": 8, "learning_rate": 0.2},
+}
+
+
+def gmf_metrics(project: Path) -> dict:
+    """The test metrics of the latest evaluated gmf version."""
+    results = project / "data" / "07_model_output" / "gmf_results.json"
+    latest = max(results.iterdir())
+    return json.loads((latest / "gmf_results.json").read_text())["metrics"]
+
+
+def with_world_size(params: dict, world_size: int) -> dict:
+    return {**params, "gmf": {**params["gmf"], "distributed": {"world_size": world_size}}}
+
+
+def test_the_train_node_starts_its_workers_and_reaches_the_same_metrics(project_copy, caplog):
+    kedro_run(project_copy, "gmf", GMF_RUN)
+    alone = gmf_metrics(project_copy)
+    caplog.set_level(logging.INFO, logger="neurec.distributed")
+    kedro_run(project_copy, "gmf", with_world_size(GMF_RUN, 2))
+    assert "gmf: training in 2 processes (gloo)" in caplog.messages
+    assert_same_metrics(gmf_metrics(project_copy), alone)
+
+
+def assert_same_metrics(got: dict, expected: dict) -> None:
+    assert got.keys() == expected.keys()
+    for protocol, values in expected.items():
+        for metric, value in values.items():
+            assert got[protocol][metric] == pytest.approx(value, abs=1e-6), (protocol, metric)
+
+
+def test_two_torchrun_nodes_train_to_the_single_process_metrics(project_copy):
+    kedro_run(project_copy, "gmf", GMF_RUN)  # writes the split, and the reference
+    alone = gmf_metrics(project_copy)
+    endpoint = f"127.0.0.1:{free_port()}"
+    overrides = ",".join(f"gmf.{k}={v}" for k, v in GMF_RUN["gmf"].items())
+    env = {**os.environ, "PYTHONPATH": str(Path(neurec.__file__).resolve().parents[1])}
+    agents = [
+        subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nnodes=2",
+                "--nproc-per-node=1",
+                "--rdzv-backend=c10d",
+                f"--rdzv-endpoint={endpoint}",
+                "-m",
+                "neurec.distributed",
+                "--model",
+                "gmf",
+                "--project",
+                str(project_copy),
+                "--params",
+                overrides,
+            ],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    try:
+        outputs = [agent.communicate(timeout=120)[0] for agent in agents]
+    finally:
+        for agent in agents:
+            agent.kill()
+    assert [agent.returncode for agent in agents] == [0, 0], "\n".join(outputs)
+    kedro_run_from(project_copy, "gmf", GMF_RUN, "gmf.evaluate")
+    assert_same_metrics(gmf_metrics(project_copy), alone)
+
+
+def kedro_run_from(project: Path, pipeline: str, params: dict, node: str) -> None:
+    bootstrap_project(project)
+    with KedroSession.create(project_path=project, runtime_params=params) as session:
+        session.run(pipeline_name=pipeline, from_nodes=[node])

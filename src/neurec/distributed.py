@@ -173,16 +173,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def parse_params(text: str) -> dict[str, Any]:
-    """Kedro's ``--params`` syntax (``a.b=1,c=x``), values read as YAML scalars."""
-    import yaml
+    """Kedro's ``--params`` syntax (``a.b=1,c=x``) as the nested dict ``kedro run`` makes."""
+    from omegaconf import OmegaConf
 
-    params: dict[str, Any] = {}
-    for pair in filter(None, text.split(",")):
-        key, sep, value = pair.partition("=")
-        if not sep:
+    pairs = [pair.strip() for pair in text.split(",") if pair.strip()]
+    for pair in pairs:
+        if "=" not in pair:
             raise SystemExit(f"--params: expected key=value, got {pair!r}")
-        params[key.strip()] = yaml.safe_load(value)
-    return params
+    return OmegaConf.to_container(OmegaConf.from_dotlist(pairs))
 
 
 def train_from_project(
