@@ -24,13 +24,15 @@ import tempfile
 import time
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import torch
+import torch.distributed as dist
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 
 from neurec.errors import ConfigError
 from neurec.interactions import Histories, Interactions
@@ -50,6 +52,22 @@ OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
 @dataclass
+class DistributedConfig:
+    """``<model>.distributed``: data-parallel training (``neurec.distributed``)."""
+
+    # worker processes on this machine; > 1: the train node starts them (gloo on the CPU,
+    # NCCL on CUDA), each trains on 1/world_size of every batch, gradients averaged
+    world_size: int = 1
+    # a worker waiting longer than this on the others (a collective, the rendezvous)
+    # fails the run instead of hanging
+    timeout_seconds: float = 600.0
+
+    def __post_init__(self) -> None:
+        check_positive("world_size", self.world_size)
+        check_positive("timeout_seconds", self.timeout_seconds)
+
+
+@dataclass
 class TorchConfig:
     """Training knobs shared by every neural model (each model's config extends it)."""
 
@@ -61,6 +79,7 @@ class TorchConfig:
     patience: int = 3  # epochs without a better validation NDCG@10 before stopping
     seed: int = 42
     device: str = "auto"
+    distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self) -> None:
         check_positive("epochs", self.epochs)
@@ -70,6 +89,10 @@ class TorchConfig:
         check_positive("patience", self.patience)
         check_choice("optimizer", self.optimizer, OPTIMIZERS)
         check_choice("device", self.device, DEVICES)
+        if not isinstance(self.distributed, DistributedConfig):
+            raise ValueError(
+                f"distributed: expected a block (world_size: 2), got {self.distributed!r}"
+            )
 
 
 @dataclass
@@ -93,6 +116,9 @@ class TorchRecommender(Recommender):
     """Base for neural models: build a module, yield batches, compute a loss, score."""
 
     config: TorchConfig
+    # positions in a training batch of tensors shared by all its rows (RNN's extra sampled
+    # negatives), which data-parallel training gives whole to every process
+    shared_batch_tensors: ClassVar[tuple[int, ...]] = ()
 
     def __init__(self, config: TorchConfig, n_users: int, n_items: int) -> None:
         super().__init__(config, n_users, n_items)
@@ -272,6 +298,60 @@ def _digest(parts: list[str | np.ndarray | torch.Tensor]) -> str:
     return hasher.hexdigest()
 
 
+def process_group() -> tuple[int, int]:
+    """``(rank, world_size)`` of this process: ``(0, 1)`` unless torch.distributed is set up."""
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+class BatchLoss(nn.Module):
+    """A model's ``batch_loss`` as the forward of one module that holds its network.
+
+    Models reach their network through helpers besides its forward (``item_scores``,
+    embeddings); wrapped in :class:`DistributedDataParallel` this module runs all of
+    them inside DDP's forward, so DDP's gradient hooks see every use of every weight.
+    """
+
+    def __init__(self, model: TorchRecommender) -> None:
+        super().__init__()
+        self.network = model.module
+        self.model = model  # a Recommender, not a module: not registered, no weights twice
+
+    def forward(self, *batch: torch.Tensor) -> torch.Tensor:
+        return self.model.batch_loss(batch)
+
+
+def shard_batch(
+    batch: tuple[torch.Tensor, ...], rank: int, world_size: int, shared: tuple[int, ...] = ()
+) -> tuple[tuple[torch.Tensor, ...], float]:
+    """This rank's rows of a global batch, and the weight of its loss.
+
+    Rank r gets rows ``[N r / W, N (r + 1) / W)``; tensors at ``shared`` positions go whole
+    to every rank. The weight ``W n_r / N`` makes DDP's mean of the ranks' gradients the
+    gradient of the global batch's loss for any loss that is a mean over rows (exactly;
+    per-row losses averaged over a varying number of positions per row, as sequence
+    models' are, come out weighted per row instead of per position). A rank left
+    without rows (a batch smaller than W) computes the loss of row 0 with weight 0.
+    """
+    rows = batch[0].shape[0]
+    start, stop = rows * rank // world_size, rows * (rank + 1) // world_size
+    weight = (stop - start) * world_size / rows
+    if stop == start:
+        start, stop = 0, 1
+    part = tuple(t if i in shared else t[start:stop] for i, t in enumerate(batch))
+    return part, weight
+
+
+def broadcast_from_first(value: Any) -> Any:
+    """Rank 0's ``value`` on every rank (a no-op in one process)."""
+    if process_group()[1] == 1:
+        return value
+    holder = [value]
+    dist.broadcast_object_list(holder, src=0)
+    return holder[0]
+
+
 def train_loop(
     model: TorchRecommender,
     train: Interactions,
@@ -283,22 +363,45 @@ def train_loop(
     With ``checkpoint``, progress is saved after every epoch but the last, training
     resumes from the file when it belongs to this training, and the file is removed at
     the end.
+
+    Run in each process of a torch.distributed group of ``W`` > 1 (``neurec.distributed``),
+    it trains data-parallel: every rank draws the same epoch of batches from the same seed
+    and takes 1/W of each batch's rows (:func:`shard_batch`), so W processes with
+    ``batch_size`` B take the optimiser steps of one process with B; the loss runs through
+    :class:`DistributedDataParallel`, which averages the gradients. Rank 0 alone validates
+    (the metrics are broadcast, so early stopping stops every rank at the same epoch),
+    logs, reads and writes the checkpoint.
     """
     cfg = model.config
+    rank, world_size = process_group()
+    first = rank == 0
     device = resolve_device(cfg.device)
-    torch.manual_seed(cfg.seed)
-    rng = np.random.default_rng(cfg.seed)
+    if world_size > 1 and device.type == "cuda":  # one GPU per process of this machine
+        device = torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        torch.cuda.set_device(device)
+    # ranks differ only in dropout and other noise drawn by torch while training
+    torch.manual_seed(cfg.seed + rank)
+    rng = np.random.default_rng(cfg.seed)  # the batches: the same on every rank
     model.module.to(device)
     optimizer = model.make_optimizer()
+    if world_size > 1:
+        step_loss: nn.Module | Any = DistributedDataParallel(
+            BatchLoss(model),
+            device_ids=[device] if device.type == "cuda" else None,
+            find_unused_parameters=True,  # a model may leave a weight out of some losses
+        )
+    else:
+        step_loss = BatchLoss(model)
     report = FitReport()
     best_value, best_state, epochs_since_best = -math.inf, None, 0
     first_epoch, seconds_before = 1, 0.0
-    saved = checkpoint.load(model.name) if checkpoint is not None else None
+    saved = checkpoint.load(model.name) if checkpoint is not None and first else None
+    saved = broadcast_from_first(saved)
     if saved is not None:
         model.load_state(saved["weights"])
         optimizer.load_state_dict(saved["optimizer"])
         rng.bit_generator.state = saved["numpy_rng"]
-        torch.set_rng_state(saved["torch_rng"])
+        torch.set_rng_state(saved["torch_rng"][rank])
         if device.type == "cuda" and saved["cuda_rng"] is not None:
             torch.cuda.set_rng_state_all(saved["cuda_rng"])
         model.load_training_state(saved["training_state"])
@@ -306,26 +409,33 @@ def train_loop(
         report.best_epoch, report.history = saved["best_epoch"], saved["history"]
         best_state = saved["best_state"] if saved["best_state"] is not None else model.state()
         first_epoch, seconds_before = saved["epoch"] + 1, saved["seconds"]
-        logger.info(
-            "%s: resuming from checkpoint %s at epoch %d/%d",
-            model.name,
-            checkpoint.path,
-            saved["epoch"],
-            cfg.epochs,
-        )
+        if first:
+            logger.info(
+                "%s: resuming from checkpoint %s at epoch %d/%d",
+                model.name,
+                checkpoint.path,
+                saved["epoch"],
+                cfg.epochs,
+            )
     started = time.perf_counter() - seconds_before
     for epoch in range(first_epoch, cfg.epochs + 1):
         epoch_start = time.perf_counter()
         model.module.train()
         loss_sum, n_batches = torch.zeros((), device=device), 0
         for batch in model.training_batches(train, rng):
+            weight = 1.0
+            if world_size > 1:
+                batch, weight = shard_batch(batch, rank, world_size, model.shared_batch_tensors)
             batch = tuple(t.to(device, non_blocking=True) for t in batch)
-            loss = model.batch_loss(batch)
+            loss = step_loss(*batch) * weight
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
             loss_sum += loss.detach()
             n_batches += 1
+        if world_size > 1:  # the global batches' losses: the mean of the ranks' weighted ones
+            dist.all_reduce(loss_sum)
+            loss_sum /= world_size
         mean_loss = float(loss_sum) / max(1, n_batches)
         if not math.isfinite(mean_loss):
             raise FloatingPointError(
@@ -333,7 +443,8 @@ def train_loop(
                 "lower learning_rate or check the data"
             )
         train_seconds = time.perf_counter() - epoch_start
-        metrics = validator(model) if validator is not None else {}
+        metrics = validator(model) if validator is not None and first else {}
+        metrics = broadcast_from_first(metrics)
         entry = {"epoch": epoch, "loss": mean_loss, "seconds": train_seconds}
         entry.update({f"val_{k}": float(v) for k, v in metrics.items()})
         report.history.append(entry)
@@ -346,51 +457,60 @@ def train_loop(
             epochs_since_best += 1
         stopping = validator is not None and epochs_since_best >= cfg.patience
         if checkpoint is not None and not stopping and epoch < cfg.epochs:
-            checkpoint.save(
-                {
-                    "epoch": epoch,
-                    "seconds": time.perf_counter() - started,
-                    "weights": model.module.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "numpy_rng": rng.bit_generator.state,
-                    "torch_rng": torch.get_rng_state(),
-                    "cuda_rng": torch.cuda.get_rng_state_all() if device.type == "cuda" else None,
-                    "training_state": model.training_state(),
-                    "best_value": best_value,
-                    "best_epoch": report.best_epoch,
-                    "best_state": None if improved else best_state,  # None: the weights above
-                    "epochs_since_best": epochs_since_best,
-                    "history": report.history,
-                }
-            )
+            torch_rng = torch.get_rng_state()
+            torch_rngs = [torch_rng] * world_size
+            if world_size > 1:
+                dist.all_gather_object(torch_rngs, torch_rng)
+            if first:
+                checkpoint.save(
+                    {
+                        "epoch": epoch,
+                        "seconds": time.perf_counter() - started,
+                        "weights": model.module.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "numpy_rng": rng.bit_generator.state,
+                        "torch_rng": torch_rngs,  # one per rank
+                        "cuda_rng": torch.cuda.get_rng_state_all()
+                        if device.type == "cuda"
+                        else None,
+                        "training_state": model.training_state(),
+                        "best_value": best_value,
+                        "best_epoch": report.best_epoch,
+                        "best_state": None if improved else best_state,  # None: the weights
+                        "epochs_since_best": epochs_since_best,
+                        "history": report.history,
+                    }
+                )
         elapsed = time.perf_counter() - started
         eta = elapsed / epoch * (cfg.epochs - epoch)
-        logger.info(
-            "%s epoch %d/%d loss %.4f val %s %s (%.1fs train, %.1fs total, ETA <= %.0fs)%s",
-            model.name,
-            epoch,
-            cfg.epochs,
-            mean_loss,
-            SELECTION_METRIC,
-            f"{metrics[SELECTION_METRIC]:.4f}" if SELECTION_METRIC in metrics else "n/a",
-            train_seconds,
-            time.perf_counter() - epoch_start,
-            eta,
-            " *" if improved and validator is not None else "",
-        )
-        if stopping:
+        if first:
             logger.info(
-                "%s: no validation gain for %d epochs; stopping, best epoch %d (%s %.4f)",
+                "%s epoch %d/%d loss %.4f val %s %s (%.1fs train, %.1fs total, ETA <= %.0fs)%s",
                 model.name,
-                cfg.patience,
-                report.best_epoch,
+                epoch,
+                cfg.epochs,
+                mean_loss,
                 SELECTION_METRIC,
-                best_value,
+                f"{metrics[SELECTION_METRIC]:.4f}" if SELECTION_METRIC in metrics else "n/a",
+                train_seconds,
+                time.perf_counter() - epoch_start,
+                eta,
+                " *" if improved and validator is not None else "",
             )
+        if stopping:
+            if first:
+                logger.info(
+                    "%s: no validation gain for %d epochs; stopping, best epoch %d (%s %.4f)",
+                    model.name,
+                    cfg.patience,
+                    report.best_epoch,
+                    SELECTION_METRIC,
+                    best_value,
+                )
             break
     model.load_state(best_state)
     report.epochs = epoch
     report.train_seconds = time.perf_counter() - started
-    if checkpoint is not None:
+    if checkpoint is not None and first:
         checkpoint.remove()
     return report

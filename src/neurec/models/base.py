@@ -163,7 +163,10 @@ def build_config(config_class: type[T], params: Mapping[str, Any] | None, prefix
 
 
 def _coerce(where: str, value: Any, hint: Any) -> Any:
-    """Accept YAML's spelling of a typed field (ints for floats, lists for tuples, null)."""
+    """Accept YAML's spelling of a typed field (ints for floats, lists for tuples, null);
+    a dataclass field is built from its nested block (``sasrec.distributed.world_size``)."""
+    if isinstance(hint, type) and dataclasses.is_dataclass(hint) and isinstance(value, Mapping):
+        return build_config(hint, value, where)  # a nested block
     origin = get_origin(hint)
     if origin in (Union, UnionType) and type(None) in get_args(hint):
         if value is None:

@@ -126,6 +126,7 @@ class RNN(SequenceRecommender):
     family = "sequential"
     config_class = RNNConfig
     config: RNNConfig
+    shared_batch_tensors = (1,)  # the extra sampled negatives serve the whole batch
 
     def build_module(self) -> nn.Module:
         return RNNModule(self.n_items, self.config)

@@ -10,13 +10,20 @@ from typing import Any
 
 import pandas as pd
 
+from neurec.distributed import train_distributed
 from neurec.evaluation import EvaluationConfig, EvaluationData, evaluate, make_validator
 from neurec.interactions import Interactions
 from neurec.models import Recommender, registry
 from neurec.models.base import build_config
 from neurec.pipelines.data.nodes import to_interactions
 from neurec.provenance import split_fingerprint
-from neurec.training import Checkpoint, TorchRecommender, TrainingConfig, training_key
+from neurec.training import (
+    Checkpoint,
+    TorchRecommender,
+    TrainingConfig,
+    process_group,
+    training_key,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -55,9 +62,20 @@ def train_model(
     checkpoint = make_checkpoint(
         model, (train_i, validation_i), pretrained, training_params, checkpoint_folder
     )
+    if isinstance(model, TorchRecommender) and starts_workers(model):
+        if pretrained:
+            model.initialise_from(pretrained)
+        report = train_distributed(model, train_i, validation_i, checkpoint)
+        return model, report.to_dict()
     resume = {} if checkpoint is None else {"checkpoint": checkpoint}  # one-pass models: none
     report = model.fit(train_i, validator, pretrained or None, **resume)
     return model, report.to_dict()
+
+
+def starts_workers(model: TorchRecommender) -> bool:
+    """``<model>.distributed.world_size`` > 1 in a process that is not one of a group
+    already (``torchrun -m neurec.distributed`` sets the group up itself)."""
+    return model.config.distributed.world_size > 1 and process_group()[1] == 1
 
 
 def make_checkpoint(
