@@ -56,6 +56,9 @@ def served(model_uri: str, tracking_uri: str, cwd: Path, log: Path) -> Iterator[
         "MLFLOW_TRACKING_URI": tracking_uri,
         "MLFLOW_DISABLE_TELEMETRY": "true",  # the mlflow CLI imports mlflow before neurec
         "PYTHONPATH": str(Path(neurec.__file__).resolve().parents[1]),  # this neurec
+        # MLflow starts its server as `uvicorn` from PATH: this interpreter's environment's
+        # one, also when that environment is not activated (`.venv/bin/python -m pytest`)
+        "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri]
     command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
