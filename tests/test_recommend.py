@@ -199,17 +199,8 @@ def train_and_save(split, name: str, models: Path, params: dict | None = None) -
     return Path(dataset._get_load_path())
 
 
-def serve_with_node(split, models: Path, name: str) -> pd.DataFrame:
-    return recommend_for_users(
-        ModelShelf(models),
-        split.train,
-        split.validation,
-        split.test,
-        split.user_index,
-        split.item_index,
-        EMPTY_ITEMS,
-        {"model": name, "k": 5},
-    )
+def serve_with_node(split, models: Path, name: str):
+    return node_chunks(split, models, {"model": name, "k": 5})
 
 
 def serve_with_service(split, models: Path, name: str) -> RecommendationService:

@@ -16,9 +16,7 @@ write to a temporary name in the target's folder and rename it into place, so a 
 from __future__ import annotations
 
 import dataclasses
-import os
 import posixpath
-import tempfile
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ import torch
 from kedro.io import AbstractDataset, AbstractVersionedDataset, DatasetError, Version
 from kedro.io.core import get_filepath_str, get_protocol_and_path, parse_dataset_definition
 
+from neurec.files import torch_save_atomically
 from neurec.models import Recommender, registry
 from neurec.provenance import check_trained_on
 
@@ -61,15 +60,7 @@ def model_from_payload(payload: dict[str, Any], origin: str) -> Recommender:
 
 def save_model(model: Recommender, path: Path) -> None:
     """Write atomically: a crash mid-save leaves the previous file (or none), not half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(handle)
-    try:
-        torch.save(model_payload(model), temporary)
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    torch_save_atomically(model_payload(model), path)
 
 
 def load_model(path: Path) -> Recommender:

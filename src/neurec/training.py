@@ -20,7 +20,6 @@ import json
 import logging
 import math
 import os
-import tempfile
 import time
 from abc import abstractmethod
 from collections.abc import Iterator, Mapping
@@ -35,6 +34,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from neurec.errors import ConfigError
+from neurec.files import torch_save_atomically
 from neurec.interactions import Histories, Interactions
 from neurec.models.base import (
     FitReport,
@@ -242,20 +242,7 @@ class Checkpoint:
         return saved
 
     def save(self, progress: Mapping[str, Any]) -> None:
-        """Atomically: written to a temporary file beside it, then renamed over it."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        handle, temporary = tempfile.mkstemp(
-            prefix=f".{self.path.name}.", suffix=".tmp", dir=self.path.parent
-        )
-        try:
-            with os.fdopen(handle, "wb") as file:
-                torch.save({"key": self.key, **progress}, file)
-                file.flush()
-                os.fsync(file.fileno())
-            os.replace(temporary, self.path)
-        except BaseException:
-            Path(temporary).unlink(missing_ok=True)
-            raise
+        torch_save_atomically({"key": self.key, **progress}, self.path)
 
     def remove(self) -> None:
         self.path.unlink(missing_ok=True)
