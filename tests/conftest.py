@@ -9,10 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from neurec.interactions import Interactions
-from neurec.models.base import build_config
-from neurec.sources import load_source
-from neurec.split import SplitConfig, split_interactions
+from neurec import workflow
+from neurec.split import Split
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -30,18 +28,15 @@ def shared_data() -> Path:
     return folder
 
 
-def make_split(source_params: dict, split_params: dict | None = None):
-    table = load_source(source_params).interactions
-    split = split_interactions(table, build_config(SplitConfig, split_params or {}, "split"))
-    return split, tuple(
-        Interactions.from_frame(t, split.n_users, split.n_items)
-        for t in (split.train, split.validation, split.test)
-    )
+def make_split(source_params: dict, split_params: dict | None = None) -> Split:
+    """The source's split, as the pipelines make it (``neurec.workflow.prepare``)."""
+    split, _ = workflow.prepare(source_params, split_params)
+    return split
 
 
 @pytest.fixture(scope="session")
-def synthetic_split():
-    """The default synthetic data set, leave-one-out: (SplitData, (train, validation, test))."""
+def synthetic_split() -> Split:
+    """The default synthetic data set, leave-one-out."""
     return make_split({"source": "synthetic"})
 
 

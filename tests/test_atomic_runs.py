@@ -30,16 +30,17 @@ from kedro_datasets.pandas import ParquetDataset
 from kedro_datasets.plotly import JSONDataset as PlotlyJSONDataset
 from kedro_datasets.text import TextDataset
 
+from neurec import workflow
 from neurec.datasets import (
     TEMPORARY_SUFFIX,
     Atomic,
     CheckpointFolder,
     ModelDataset,
     ParquetChunks,
+    SplitDataset,
     TrainedModels,
 )
 from neurec.models import registry
-from neurec.pipelines.modeling import nodes as modeling_nodes
 from neurec.recommend import RecommendationService
 from neurec.run_guard import LOCK_FILE, RunLocked, remove_run_versions
 from tests.conftest import PROJECT_ROOT
@@ -53,6 +54,12 @@ def a_figure() -> plt.Figure:
     return figure
 
 
+def a_log() -> pd.DataFrame:
+    """An interaction log of 1000 users x 5 items."""
+    users = [user for user in range(1000) for _ in range(5)]
+    return pd.DataFrame({"user": users, "item": list(range(5)) * 1000, "timestamp": range(5000)})
+
+
 SAMPLES = {  # something of each kind the catalog saves, large enough to be written in chunks
     ParquetDataset: lambda: pd.DataFrame({"user": range(5000), "item": range(5000)}),
     JSONDataset: lambda: {"values": list(range(5000))},
@@ -60,6 +67,7 @@ SAMPLES = {  # something of each kind the catalog saves, large enough to be writ
     MatplotlibDataset: a_figure,
     PlotlyJSONDataset: lambda: go.Figure(go.Scatter(x=list(range(2000)), y=list(range(2000)))),
     ModelDataset: lambda: registry()["most_popular"].from_params({}, 50, 3000),
+    SplitDataset: lambda: workflow.split(a_log(), {"min_user_interactions": 3}),
     ParquetChunks: lambda: (  # a stream of chunks, as the recommend node returns
         pd.DataFrame({"user": range(start, start + 2000), "item": range(2000)})
         for start in range(0, 10_000, 2000)
@@ -222,7 +230,7 @@ def test_a_run_failing_in_evaluate_leaves_no_new_model_or_results_version(
     first = versions(project_copy, "most_popular")
     assert all(len(v) == 1 for v in first.values())
 
-    monkeypatch.setattr(modeling_nodes, "evaluate", failure)  # train saves the model, then...
+    monkeypatch.setattr(workflow, "evaluate", failure)  # train saves the model, then...
     with pytest.raises(error):
         kedro_run(project_copy, "most_popular", SMALL_DATA)
     assert versions(project_copy, "most_popular") == first

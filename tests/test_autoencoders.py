@@ -7,16 +7,16 @@ import numpy as np
 import pytest
 import torch
 
+from neurec import workflow
 from neurec.benchmark import parse_model_spec
 from neurec.datasets import load_model, save_model
 from neurec.errors import ConfigError
-from neurec.evaluation import EvaluationConfig, EvaluationData, evaluate, make_validator
 from neurec.interactions import Histories
 from neurec.models import registry
 from neurec.models.autoencoder import multinomial_nll, training_users
 from neurec.models.multvae import kl_weight
 from neurec.pipeline_registry import register_pipelines
-from neurec.recommend import item_popularity, recommend, recommend_users
+from neurec.recommend import recommend, recommend_users
 from tests.conftest import make_split
 from tests.test_pipeline import SMALL_DATA, kedro_run
 
@@ -30,7 +30,7 @@ def build(name, train, **params):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_batches_and_scores_have_the_right_shapes(name, synthetic_split):
-    _, (train, _, _) = synthetic_split
+    train = synthetic_split.train
     model = build(name, train)
     batches = list(model.training_batches(train, np.random.default_rng(0)))
     assert len(batches) == int(np.ceil(len(training_users(train)) / 100))
@@ -49,7 +49,7 @@ def test_batches_and_scores_have_the_right_shapes(name, synthetic_split):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_scores_are_read_from_the_given_history_not_the_user_id(name, synthetic_split, tmp_path):
-    split, (train, _, _) = synthetic_split
+    split, train = synthetic_split, synthetic_split.train
     model = build(name, train, epochs=2)
     model.fit(train)
     history = train.histories.of(0)
@@ -67,7 +67,7 @@ def test_scores_are_read_from_the_given_history_not_the_user_id(name, synthetic_
     assert loaded.config == model.config and loaded.config.hidden_dims == (32,)
     assert torch.equal(loaded.score(np.arange(3), histories), scores)
     # served to a user the model never saw, user 0's items give user 0's recommendations
-    popularity = item_popularity(split.train, split.n_items)
+    popularity = split.popularity()
     source_ids = split.item_index["source_id"].to_numpy()
     new_user = recommend(
         model, source_ids[history].tolist(), 10, item_index=split.item_index, popularity=popularity
@@ -78,7 +78,7 @@ def test_scores_are_read_from_the_given_history_not_the_user_id(name, synthetic_
 
 @pytest.mark.parametrize("name", MODELS)
 def test_training_lowers_the_loss_below_the_popularity_distribution(name, synthetic_split):
-    _, (train, _, _) = synthetic_split
+    train = synthetic_split.train
     x = torch.as_tensor(train.matrix().toarray())
     popularity = x.sum(dim=0) / x.sum()
     popularity_nll = float(-(x * popularity.log()).sum(dim=1).mean())
@@ -104,7 +104,7 @@ def test_kl_weight_rises_linearly_to_beta_in_anneal_epochs():
 
 
 def test_training_batches_carry_the_schedule_per_update(synthetic_split):
-    _, (train, _, _) = synthetic_split
+    train = synthetic_split.train
     model = build("multvae", train, batch_size=200, beta=0.4, anneal_epochs=2)
     rng = np.random.default_rng(0)
     per_epoch = int(np.ceil(len(training_users(train)) / 200))  # 800 users: 4 an epoch
@@ -119,7 +119,7 @@ def test_training_batches_carry_the_schedule_per_update(synthetic_split):
 
 @torch.no_grad()
 def test_vae_loss_adds_beta_times_kl_and_dae_loss_is_the_likelihood_alone(synthetic_split):
-    _, (train, _, _) = synthetic_split
+    train = synthetic_split.train
     x = next(build("multdae", train).training_batches(train, np.random.default_rng(0)))[0]
     dae = build("multdae", train)
     dae.module.eval()  # no dropout: the loss is deterministic
@@ -166,14 +166,11 @@ def test_multvae_beats_most_popular_on_ml100k(shared_data):
     path = shared_data / "ml-100k" / "u.data"
     if not path.exists():
         pytest.skip(f"{path} not present")
-    _, (train, validation, test) = make_split({"source": "movielens", "path": str(path)})
-    data = EvaluationData.build(train, validation, test)
-    settings = EvaluationConfig(protocols=("full",))
+    split = make_split({"source": "movielens", "path": str(path)})
 
     def full_ndcg(name, params):
-        model = registry()[name].from_params(params, train.n_users, train.n_items)
-        model.fit(train, make_validator(train, validation))  # best epoch on validation
-        return evaluate(model, data, None, settings)[1]["full"]["NDCG@10"]
+        model, _ = workflow.train(name, params, split)  # best epoch on validation
+        return workflow.evaluate(model, split, None).metrics["full"]["NDCG@10"]
 
     popular = full_ndcg("most_popular", {})
     # paper architecture; 100-user batches give 10 updates an epoch on 943 users

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
+import neurec
 from neurec.benchmark import main as benchmark
 from neurec.benchmark_tables import main as tables
 
@@ -39,6 +45,24 @@ def test_benchmark_writes_cost_metrics_and_protocol(result_file):
         assert ease["metrics"][protocol]["NDCG@10"] > 0
     # sampled ranking among 100 items is easier than ranking all 400
     assert ease["metrics"]["sampled_uniform_99"]["HR@10"] > ease["metrics"]["full"]["HR@10"]
+
+
+def test_the_installed_package_benchmarks_outside_any_project(tmp_path):
+    """The package alone (no conf/ or source tree beside it), run from a folder that is no
+    Kedro project: the library's default parameters."""
+    site = tmp_path / "site"
+    ignore = shutil.ignore_patterns("__pycache__")
+    shutil.copytree(Path(neurec.__file__).parent, site / "neurec", ignore=ignore)
+    work = tmp_path / "work"
+    work.mkdir()
+    command = [sys.executable, "-m", "neurec.benchmark", "--models", "most_popular"]
+    command += ["--threads", "1", "--out", "result.json"]
+    env = {**os.environ, "PYTHONPATH": str(site)}
+    ran = subprocess.run(command, cwd=work, env=env, capture_output=True, text=True, timeout=600)
+    assert ran.returncode == 0, ran.stderr[-3000:]
+    assert "is not in a Kedro project: the library's default parameters" in ran.stderr
+    result = json.loads((work / "result.json").read_text())
+    assert result["models"]["most_popular"]["metrics"]["full"]["NDCG@10"] > 0
 
 
 def test_tables_name_the_protocol_and_sort_by_ndcg(result_file, capsys):

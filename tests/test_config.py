@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from neurec.benchmark import project_parameters
+from neurec import workflow
 from neurec.errors import ConfigError
 from neurec.evaluation import EvaluationConfig
 from neurec.models.base import build_config
@@ -14,6 +14,7 @@ from neurec.pipelines.reporting.nodes import ReportConfig
 from neurec.split import SplitConfig
 from neurec.training import TrainingConfig
 from neurec.validation import BLOCK_CONFIGS, check_parameters, parameter_blocks
+from tests.conftest import PROJECT_ROOT
 from tests.test_pipeline import SMALL_DATA, kedro_run
 
 BLOCKS = {
@@ -74,7 +75,7 @@ def test_the_validation_hook_knows_every_typed_block():
 
 @pytest.mark.parametrize("env", ["base", "benchmark"])
 def test_the_shipped_parameters_pass_every_check(env):
-    parameters = project_parameters(env)
+    parameters = workflow.project_parameters(PROJECT_ROOT, env)
     check_parameters(parameters, parameters)
 
 

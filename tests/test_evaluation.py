@@ -5,10 +5,10 @@ import numpy as np
 import pytest
 import torch
 
+from neurec import workflow
 from neurec.errors import ConfigError
 from neurec.evaluation import (
     EvaluationConfig,
-    EvaluationData,
     build_candidates,
     evaluate,
     make_validator,
@@ -43,16 +43,15 @@ class Oracle(Recommender):
 
 @pytest.fixture(scope="module")
 def evaluation_setup(synthetic_split):
-    split, (train, validation, test) = synthetic_split
-    data = EvaluationData.build(train, validation, test)
+    data = synthetic_split.evaluation
     settings = EvaluationConfig(
         protocols=("full", "sampled_uniform_99", "sampled_popularity_100"), ks=(1, 10)
     )
-    return split, (train, validation, test), data, settings, build_candidates(data, settings)
+    return synthetic_split, data, settings, build_candidates(data, settings)
 
 
 def test_oracle_is_perfect_under_every_protocol(evaluation_setup):
-    _, _, data, settings, candidates = evaluation_setup
+    _, data, settings, candidates = evaluation_setup
     per_user, summary = evaluate(Oracle(data.targets), data, candidates, settings)
     for protocol in ("full", "sampled_uniform_99", "sampled_popularity_100"):
         assert summary[protocol]["HR@1"] == 1.0
@@ -62,9 +61,9 @@ def test_oracle_is_perfect_under_every_protocol(evaluation_setup):
 
 
 def test_sampled_and_full_protocols_differ_for_a_real_model(evaluation_setup):
-    _, (train, _validation, _), data, settings, candidates = evaluation_setup
-    model = registry()["most_popular"].from_params({}, train.n_users, train.n_items)
-    model.fit(train)
+    split, data, settings, candidates = evaluation_setup
+    model = registry()["most_popular"].from_params({}, split.n_users, split.n_items)
+    model.fit(split.train)
     _, summary = evaluate(model, data, candidates, settings)
     full, uniform = summary["full"]["NDCG@10"], summary["sampled_uniform_99"]["NDCG@10"]
     assert 0 < full < uniform < 1  # 99 negatives are easier than the whole catalogue
@@ -72,21 +71,17 @@ def test_sampled_and_full_protocols_differ_for_a_real_model(evaluation_setup):
 
 
 def test_validator_reports_ndcg_on_validation(synthetic_split):
-    _, (train, validation, _) = synthetic_split
+    train, validation = synthetic_split.train, synthetic_split.validation
     model = registry()["ease"].from_params({}, train.n_users, train.n_items)
     report = model.fit(train, make_validator(train, validation))
     assert 0 < report.history[0]["val_NDCG@10"] <= 1
 
 
 def test_ease_beats_most_popular_on_synthetic_data(synthetic_split):
-    _, (train, validation, test) = synthetic_split
-    data = EvaluationData.build(train, validation, test)
-    settings = EvaluationConfig(protocols=("full",))
     ndcg = {}
     for name in ("most_popular", "ease"):
-        model = registry()[name].from_params({}, train.n_users, train.n_items)
-        model.fit(train)
-        ndcg[name] = evaluate(model, data, None, settings)[1]["full"]["NDCG@10"]
+        model, _ = workflow.train(name, {}, synthetic_split)
+        ndcg[name] = workflow.evaluate(model, synthetic_split, None).metrics["full"]["NDCG@10"]
     assert ndcg["ease"] > 1.3 * ndcg["most_popular"]
 
 
@@ -99,14 +94,14 @@ def test_unknown_protocol_is_a_config_error(name):
 
 
 def test_given_protocol_without_given_negatives_is_a_config_error(evaluation_setup):
-    _, _, data, _, _ = evaluation_setup
+    _, data, _, _ = evaluation_setup
     settings = EvaluationConfig(protocols=("sampled_given_99",))
     with pytest.raises(ConfigError, match="needs negatives from the source"):
         build_candidates(data, settings)
 
 
 def test_histories_padding_and_append(synthetic_split):
-    _, (train, validation, _) = synthetic_split
+    train, validation = synthetic_split.train, synthetic_split.validation
     joined = train.histories.append(validation.histories)
     user = 3
     expected = np.concatenate([train.histories.of(user), validation.histories.of(user)])

@@ -16,7 +16,7 @@ import torch
 from neurec.datasets import load_model, save_model
 from neurec.interactions import Histories
 from neurec.models import Recommender, registry
-from neurec.recommend import item_popularity, recommend, recommend_users
+from neurec.recommend import recommend, recommend_users
 from tests.conftest import make_split
 
 # a size or budget knob -> its small value, applied to every config that has the field
@@ -52,7 +52,7 @@ def split():
 @pytest.fixture(scope="module")
 def fitted(split):
     """name -> two models fitted alike (built lazily, once per module)."""
-    data, (train, _, _) = split
+    data, train = split, split.train
     cache: dict[str, tuple[Recommender, Recommender]] = {}
 
     def get(name: str) -> tuple[Recommender, Recommender]:
@@ -74,7 +74,7 @@ def scored_users(train) -> np.ndarray:
 
 @pytest.mark.parametrize("name", MODELS)
 def test_scores_have_the_documented_shapes_and_candidates_match_full_scores(name, split, fitted):
-    data, (train, _, _) = split
+    data, train = split, split.train
     model, _ = fitted(name)
     users = scored_users(train)
     full = model.score(users, train.histories)
@@ -120,7 +120,7 @@ def test_uses_history_says_whether_scores_follow_the_history_and_serves_new_user
     passed (not on the user index): handing every user another's history then gives that
     other user's scores. Such models score a new user's history as the known user's own;
     the others answer a new user with popular items."""
-    data, (train, _, _) = split
+    data, train = split, split.train
     model, _ = fitted(name)
     users = scored_users(train)
     owner = np.roll(np.arange(train.n_users), 1)
@@ -128,7 +128,7 @@ def test_uses_history_says_whether_scores_follow_the_history_and_serves_new_user
     follows_history = torch.allclose(as_owner, model.score(owner[users], train.histories))
     assert model.uses_history == follows_history
 
-    popularity = item_popularity(data.train, data.n_items)
+    popularity = data.popularity()
     user = 11
     history = data.item_index["source_id"].to_numpy()[train.histories.of(user)].tolist()
     answer = recommend(model, history, 10, item_index=data.item_index, popularity=popularity)

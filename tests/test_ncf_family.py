@@ -12,18 +12,15 @@ import pytest
 import torch
 import yaml
 
+from neurec import workflow
 from neurec.errors import ConfigError
 from neurec.evaluation import (
     EvaluationConfig,
-    EvaluationData,
-    build_candidates,
-    evaluate,
-    make_validator,
 )
 from neurec.interactions import Interactions
 from neurec.models import registry
 from neurec.sources import load_source
-from neurec.split import SplitConfig, split_interactions
+from neurec.split import Split
 
 FAMILY = ("gmf", "ncf", "neumf")
 SCRATCH = {"neumf": {"pretrain": False}}  # NeuMF without pre-trained models to copy
@@ -31,21 +28,19 @@ DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 ML100K = DATA / "ml-100k" / "u.data"
 
 
-def split(table: pd.DataFrame):
-    sp = split_interactions(table, SplitConfig(min_user_interactions=5))
-    parts = (sp.train, sp.validation, sp.test)
-    return (Interactions.from_frame(f, sp.n_users, sp.n_items) for f in parts)
+def split(table: pd.DataFrame) -> Split:
+    return workflow.split(table, {"min_user_interactions": 5})
 
 
 @pytest.fixture(scope="module")
-def synthetic():
-    return tuple(split(load_source({"source": "synthetic"}).interactions))
+def synthetic() -> Split:
+    return split(load_source({"source": "synthetic"}).interactions)
 
 
 @pytest.fixture(scope="module")
 def tiny(synthetic):
     """A few hundred interactions: enough to exercise every code path quickly."""
-    train = synthetic[0]
+    train = synthetic.train
     keep = train.user < 40
     return Interactions(train.user[keep], train.item[keep], train.n_users, train.n_items)
 
@@ -194,24 +189,19 @@ def test_parameters_file_lists_every_field_and_names_the_paper_value_it_departs_
             assert f"(paper: {shown}".replace("'", "") in lines[field], (field, value, paper)
 
 
-def neumf_beats_most_popular(train, validation, test, params) -> tuple[float, float]:
-    data = EvaluationData.build(train, validation, test)
+def neumf_beats_most_popular(split: Split, params) -> tuple[float, float]:
     settings = EvaluationConfig(protocols=("full",), ks=(10,))
-    candidates = build_candidates(data, settings)
     scores = {}
     for name in ("most_popular", "neumf"):
-        model = registry()[name].from_params(
-            params if name == "neumf" else {}, train.n_users, train.n_items
-        )
-        model.fit(train, make_validator(train, validation))
-        scores[name] = evaluate(model, data, candidates, settings)[1]["full"]["NDCG@10"]
+        model, _ = workflow.train(name, params if name == "neumf" else {}, split)
+        scores[name] = workflow.evaluate(model, split, None, settings).metrics["full"]["NDCG@10"]
     return scores["neumf"], scores["most_popular"]
 
 
 @pytest.mark.slow
 def test_neumf_beats_most_popular_on_synthetic_data(synthetic):
     params = {"pretrain": False, "factors": 16, "negatives": 8, "epochs": 8, "batch_size": 256}
-    neumf, popular = neumf_beats_most_popular(*synthetic, {**params, "learning_rate": 0.01})
+    neumf, popular = neumf_beats_most_popular(synthetic, {**params, "learning_rate": 0.01})
     assert neumf > 1.2 * popular, (neumf, popular)
 
 
@@ -222,5 +212,5 @@ def test_neumf_beats_most_popular_on_movielens_100k():
     # conf/base's factors, negatives and learning rate (the model defaults are the paper's)
     params = {"pretrain": False, "factors": 64, "negatives": 8, "learning_rate": 0.002}
     params |= {"epochs": 6, "batch_size": 256}
-    neumf, popular = neumf_beats_most_popular(*split(table), params)
+    neumf, popular = neumf_beats_most_popular(split(table), params)
     assert neumf > 1.25 * popular, (neumf, popular)

@@ -76,7 +76,7 @@ def test_filtering_everything_away_fails_in_split_and_says_which_parameters(proj
         kedro_run(
             project_copy, "most_popular", {**SMALL_DATA, "split": {"min_item_interactions": 10**6}}
         )
-    assert not (project_copy / "data" / "05_model_input" / "train.parquet").exists()
+    assert not (project_copy / "data" / "05_model_input" / "split").exists()
 
 
 # --- the extension point: one model file + one parameters block ----------------------

@@ -12,9 +12,8 @@ import pytest
 import torch
 from kedro.io import DataCatalog, DatasetError, Version
 
-from neurec.datasets import ModelDataset, ModelShelf, ParquetChunks
+from neurec.datasets import ModelDataset, ModelShelf, ParquetChunks, SplitDataset
 from neurec.errors import ConfigError, DataError
-from neurec.interactions import Interactions
 from neurec.models import registry
 from neurec.pipelines.data.nodes import EMPTY_ITEMS
 from neurec.pipelines.modeling.nodes import train_model
@@ -23,11 +22,12 @@ from neurec.pipelines.recommend.nodes import recommend_for_users
 from neurec.provenance import split_fingerprint
 from neurec.recommend import (
     RecommendationService,
-    item_popularity,
     recommend,
     recommend_users,
     recommendation_table,
 )
+from neurec.sources import load_source
+from neurec.split import SplitConfig, split_interactions
 from tests.conftest import make_split
 from tests.test_pipeline import SMALL_DATA, kedro_run
 
@@ -35,7 +35,8 @@ from tests.test_pipeline import SMALL_DATA, kedro_run
 @pytest.fixture(scope="module")
 def served(synthetic_split):
     """EASE (reads histories) and iALS (user embeddings) fit on the synthetic train split."""
-    split, (train, _, _) = synthetic_split
+    split = synthetic_split
+    train = split.train
     models = {
         "ease": registry()["ease"].from_params({}, split.n_users, split.n_items),
         "ials": registry()["ials"].from_params(
@@ -46,7 +47,7 @@ def served(synthetic_split):
         model.fit(train)
     names = [f"film {i}" for i in range(split.n_items)]
     titles = pd.DataFrame({"item": split.item_index["source_id"], "title": names})
-    return split, train, models, item_popularity(split.train, split.n_items), titles
+    return split, train, models, split.popularity(), titles
 
 
 def source_history(split, train, user):
@@ -133,19 +134,18 @@ def test_recommend_pipeline_writes_top_k_for_every_user_outside_their_history(pr
     kedro_run(project_copy, "recommend", {"recommend": {"model": "ease", "k": 7}})
     data = project_copy / "data"
     table = pd.read_parquet(data / "07_model_output" / "recommendations.parquet")
-    users = pd.read_parquet(data / "05_model_input" / "user_index.parquet")
-    items = pd.read_parquet(data / "05_model_input" / "item_index.parquet")
+    split = SplitDataset(str(data / "05_model_input" / "split")).load()
+    users, items = split.user_index, split.item_index
     assert list(table.columns) == ["user", "rank", "item", "score", "title", "strategy"]
     assert set(table["user"]) == set(users["source_id"])
     assert (table.groupby("user")["rank"].apply(list) == [list(range(1, 8))] * len(users)).all()
     assert (table["strategy"] == "model").all()
-    seen = pd.concat(
-        pd.read_parquet(data / "05_model_input" / f"{part}.parquet")
-        for part in ("train", "validation", "test")
-    )
-    seen = seen.assign(
-        user=users["source_id"].to_numpy()[seen["user"]],
-        item=items["source_id"].to_numpy()[seen["item"]],
+    everything = split.everything()
+    seen = pd.DataFrame(
+        {
+            "user": users["source_id"].to_numpy()[np.repeat(users["user"], everything.lengths())],
+            "item": items["source_id"].to_numpy()[everything.items],
+        }
     )
     assert table.merge(seen, on=["user", "item"]).empty
 
@@ -171,7 +171,7 @@ def test_recommend_pipeline_names_a_bad_or_untrained_model(project_copy):
 
 def split_of(seed: int):
     options = {"n_users": 50, "n_items": 60, "min_length": 6, "mean_length": 10, "seed": seed}
-    return make_split({"source": "synthetic", "synthetic": options})[0]
+    return make_split({"source": "synthetic", "synthetic": options})
 
 
 @pytest.fixture(scope="module")
@@ -185,14 +185,7 @@ def two_splits():
 def train_and_save(split, name: str, models: Path, params: dict | None = None) -> Path:
     """The train node's model, saved where the catalog's ``<name>.model`` puts it."""
     model, _ = train_model(
-        split.train,
-        split.validation,
-        split.user_index,
-        split.item_index,
-        params,
-        {"resume": False},
-        models / "checkpoints",
-        model_name=name,
+        split, params, {"resume": False}, models / "checkpoints", model_name=name
     )
     dataset = ModelDataset(str(models / f"{name}.pt"), Version(None, None))
     dataset.save(model)
@@ -213,8 +206,7 @@ def serve_with_service(split, models: Path, name: str) -> RecommendationService:
             }
         }
     )
-    for table in ("train", "validation", "user_index", "item_index"):
-        catalog[table] = getattr(split, table)
+    catalog["split"] = split
     catalog["item_metadata"] = EMPTY_ITEMS
     return RecommendationService.from_catalog(catalog, name)
 
@@ -230,9 +222,7 @@ def test_a_model_trained_on_other_data_of_the_same_shape_is_refused(two_splits, 
     with pytest.raises(DataError) as refused:
         serve(current, tmp_path, "ease")
     message = str(refused.value)
-    fingerprints = [
-        split_fingerprint(s.train, s.validation, s.user_index, s.item_index) for s in two_splits
-    ]
+    fingerprints = [s.fingerprint for s in two_splits]
     assert fingerprints[0] != fingerprints[1]
     assert str(saved) in message and "kedro run --pipeline=ease" in message
     assert all(fingerprint in message for fingerprint in fingerprints)
@@ -264,8 +254,11 @@ def test_a_model_file_from_before_fingerprints_is_refused_with_the_retrain_comma
         serve(split, tmp_path, "ease")
 
 
-def test_the_fingerprint_survives_the_parquet_round_trip_and_moves_with_any_table(two_splits):
-    split, _ = two_splits
+def test_the_fingerprint_survives_the_parquet_round_trip_and_moves_with_any_table():
+    options = {"n_users": 50, "n_items": 60, "min_length": 6, "mean_length": 10, "seed": 1}
+    split = split_interactions(
+        load_source({"source": "synthetic", "synthetic": options}).interactions, SplitConfig()
+    )
     tables = [split.train, split.validation, split.user_index, split.item_index]
     fingerprint = split_fingerprint(*tables)
     buffers = [io.BytesIO() for _ in tables]
@@ -282,16 +275,7 @@ def test_the_fingerprint_survives_the_parquet_round_trip_and_moves_with_any_tabl
 
 
 def node_chunks(split, models: Path, params: dict, titles: pd.DataFrame = EMPTY_ITEMS):
-    return recommend_for_users(
-        ModelShelf(models),
-        split.train,
-        split.validation,
-        split.test,
-        split.user_index,
-        split.item_index,
-        titles,
-        params,
-    )
+    return recommend_for_users(ModelShelf(models), split, titles, params)
 
 
 def test_chunks_of_users_make_exactly_the_table_scored_at_once(two_splits, tmp_path):
@@ -307,16 +291,11 @@ def test_chunks_of_users_make_exactly_the_table_scored_at_once(two_splits, tmp_p
     assert all(chunk["user"].nunique() <= 7 for chunk in chunks)
 
     # what the node computed before it streamed: every user at once, in one table
-    model = ModelShelf(tmp_path / "models").load(
-        "ease", split_fingerprint(split.train, split.validation, split.user_index, split.item_index)
-    )
-    everything = pd.concat([split.train, split.validation, split.test])
-    histories = Interactions.from_frame(everything, split.n_users, split.n_items).histories
+    model = ModelShelf(tmp_path / "models").load("ease", split.fingerprint)
+    histories = split.everything()
     use_model = np.ones(split.n_users, dtype=bool)
     users = np.arange(split.n_users)
-    items, scores = recommend_users(
-        model, users, histories, 5, item_popularity(split.train, split.n_items), use_model
-    )
+    items, scores = recommend_users(model, users, histories, 5, split.popularity(), use_model)
     at_once = recommendation_table(
         split.user_index["source_id"].to_numpy(), items, scores, use_model, split.item_index, titles
     ).astype({"rank": np.int32})
@@ -341,7 +320,7 @@ def test_chunks_of_users_make_exactly_the_table_scored_at_once(two_splits, tmp_p
 
 def synthetic_of(n_users: int):
     options = {"n_users": n_users, "n_items": 200, "min_length": 5, "mean_length": 8, "seed": 3}
-    return make_split({"source": "synthetic", "synthetic": options})[0]
+    return make_split({"source": "synthetic", "synthetic": options})
 
 
 def stream_to_parquet(n_users: int, folder: Path) -> tuple[int, int]:

@@ -58,6 +58,7 @@ def metrics_of(models):
     inputs = {}
     for name, (result, table) in models.items():
         inputs[f"{name}__results"], inputs[f"{name}__user_metrics"] = result, table
+        inputs[f"{name}__fit_report"] = result  # the training fields of the fake
     return build_metrics(STATS, EVALUATION, SETTINGS, **inputs)
 
 

@@ -7,6 +7,7 @@ import json
 import pytest
 import torch
 
+from neurec import workflow
 from neurec.errors import ConfigError
 from neurec.evaluation import make_validator
 from neurec.models import registry
@@ -55,8 +56,8 @@ def interrupting(validator, after_epochs: int):
 
 @pytest.fixture(scope="module")
 def tiny():
-    _, (train, validation, _) = make_split(TINY_SOURCE)
-    return train, validation
+    split = make_split(TINY_SOURCE)
+    return split.train, split.validation
 
 
 def build(name, train, **overrides):
@@ -132,9 +133,8 @@ def test_a_changed_parameter_or_data_set_starts_fresh(tiny, tmp_path, caplog):
     fresh.fit(train, validator)
     assert_same_weights(changed, fresh)
 
-    _, (other_train, other_validation, _) = make_split(
-        {**TINY_SOURCE, "synthetic": {**TINY_SOURCE["synthetic"], "seed": 4}}
-    )
+    other = make_split({**TINY_SOURCE, "synthetic": {**TINY_SOURCE["synthetic"], "seed": 4}})
+    other_train, other_validation = other.train, other.validation
     assert (other_train.n_users, other_train.n_items) == (train.n_users, train.n_items)
     key = training_key(build("sasrec", train), (train, validation))
     other_key = training_key(build("sasrec", other_train), (other_train, other_validation))
@@ -170,14 +170,14 @@ SMALL_RUN = {
 
 def test_a_second_kedro_run_resumes_the_interrupted_one(project_copy, monkeypatch, caplog):
     monkeypatch.setattr(
-        nodes, "make_validator", lambda *args: interrupting(make_validator(*args), 3)
+        workflow, "make_validator", lambda *args: interrupting(make_validator(*args), 3)
     )
     with pytest.raises(Interrupted):
         kedro_run(project_copy, "sasrec", SMALL_RUN)
     checkpoint = project_copy / "data/06_models/checkpoints/sasrec.pt"
     assert checkpoint.exists()
 
-    monkeypatch.setattr(nodes, "make_validator", make_validator)  # the next run: no kill
+    monkeypatch.setattr(workflow, "make_validator", make_validator)  # the next run: no kill
     caplog.set_level("INFO", logger="neurec")
     caplog.clear()
     kedro_run(project_copy, "sasrec", SMALL_RUN)
@@ -191,14 +191,15 @@ def test_a_second_kedro_run_resumes_the_interrupted_one(project_copy, monkeypatc
 def test_resume_off_trains_from_scratch(project_copy, monkeypatch, caplog):
     params = {**SMALL_RUN, "training": {"resume": False}}
     monkeypatch.setattr(
-        nodes, "make_validator", lambda *args: interrupting(make_validator(*args), 3)
+        workflow, "make_validator", lambda *args: interrupting(make_validator(*args), 3)
     )
     with pytest.raises(Interrupted):
         kedro_run(project_copy, "sasrec", params)
     assert not (project_copy / "data/06_models/checkpoints").exists()
 
 
-def test_a_bad_resume_setting_names_the_parameter(tiny, tmp_path):
-    model = build("gmf", tiny[0])
+def test_a_bad_resume_setting_names_the_parameter(tmp_path):
     with pytest.raises(ConfigError, match=r"parameter training\.resume: expected bool"):
-        nodes.make_checkpoint(model, tiny, {}, {"resume": "yes"}, tmp_path)
+        nodes.train_model(
+            make_split(TINY_SOURCE), {}, {"resume": "yes"}, tmp_path, model_name="gmf"
+        )

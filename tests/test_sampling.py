@@ -1,7 +1,7 @@
 import numpy as np
 import scipy.sparse as sp
 
-from neurec.evaluation import EvaluationConfig, EvaluationData, build_candidates
+from neurec.evaluation import EvaluationConfig, build_candidates
 from neurec.sampling import PairLookup, sample_candidate_sets, sample_training_negatives
 
 
@@ -40,8 +40,7 @@ def test_training_negatives_are_never_positives():
 
 
 def test_stored_candidates_cover_test_users_and_exclude_all_their_items(synthetic_split):
-    _split, (train, validation, test) = synthetic_split
-    data = EvaluationData.build(train, validation, test)
+    data = synthetic_split.evaluation
     settings = EvaluationConfig(protocols=("full", "sampled_uniform_99"))
     candidates = build_candidates(data, settings)
     assert set(candidates["protocol"]) == {"sampled_uniform_99"}

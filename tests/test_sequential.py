@@ -12,13 +12,10 @@ import torch
 import yaml
 from torch import nn
 
+from neurec import workflow
 from neurec.errors import ConfigError
 from neurec.evaluation import (
     EvaluationConfig,
-    EvaluationData,
-    build_candidates,
-    evaluate,
-    make_validator,
 )
 from neurec.interactions import Histories
 from neurec.models import registry
@@ -167,7 +164,7 @@ def test_fully_padded_rows_give_finite_outputs_and_gradients(name):
     ("name", "overrides"), [("sasrec", {"loss": "bce"}), ("rnn", {"n_sample": 8}), ("bert4rec", {})]
 )
 def test_training_batches_are_seeded_by_the_rng_only(synthetic_split, name, overrides):
-    _, (train, _, _) = synthetic_split
+    train = synthetic_split.train
     model = build(name, train.n_items, train.n_users, batch_size=64, **overrides)
     first = list(model.training_batches(train, np.random.default_rng(3)))
     second = list(model.training_batches(train, np.random.default_rng(3)))
@@ -177,7 +174,7 @@ def test_training_batches_are_seeded_by_the_rng_only(synthetic_split, name, over
 
 
 def test_bert4rec_masks_only_items_and_at_least_one_per_sequence(synthetic_split):
-    _, (train, _, _) = synthetic_split
+    train = synthetic_split.train
     model = build(
         "bert4rec", train.n_items, train.n_users, batch_size=1000, mask_prob=0.2, last_item_share=0
     )
@@ -191,7 +188,7 @@ def test_bert4rec_masks_only_items_and_at_least_one_per_sequence(synthetic_split
 
 
 def test_bert4rec_masks_only_the_last_item_of_a_share_of_sequences(synthetic_split):
-    _, (train, _, _) = synthetic_split
+    train = synthetic_split.train
     model = build("bert4rec", train.n_items, train.n_users, batch_size=1000, last_item_share=0.3)
     _, seqs, masked = next(model.training_batches(train, np.random.default_rng(0)))
     last_only = masked[:, -1] & (masked.sum(dim=1) == 1)
@@ -215,7 +212,7 @@ def test_bert4rec_masks_only_the_last_item_of_a_share_of_sequences(synthetic_spl
     ],
 )
 def test_training_loss_decreases(synthetic_split, name, overrides):
-    _, (train, _, _) = synthetic_split
+    train = synthetic_split.train
     model = build(name, train.n_items, train.n_users, learning_rate=1e-2, **overrides)
     batch = next(model.training_batches(train, np.random.default_rng(0)))
     optimizer = model.make_optimizer()
@@ -242,7 +239,7 @@ def test_training_loss_decreases(synthetic_split, name, overrides):
 )
 def test_every_loss_takes_batches_narrower_than_max_len(synthetic_split, name, overrides):
     """Batches are only as wide as their longest history: each loss must follow that width."""
-    _, (train, _, _) = synthetic_split
+    train = synthetic_split.train
     model = build(name, train.n_items, train.n_users, max_len=400, batch_size=32, **overrides)
     batches = model.training_batches(train, np.random.default_rng(0))
     for batch in itertools.islice(batches, 3):
@@ -256,16 +253,12 @@ def test_every_loss_takes_batches_narrower_than_max_len(synthetic_split, name, o
 @pytest.fixture(scope="module")
 def synthetic_ndcg(synthetic_split):
     """Test NDCG@10 (full ranking) of a model trained on the synthetic data."""
-    split, (train, validation, test) = synthetic_split
-    data = EvaluationData.build(train, validation, test)
     settings = EvaluationConfig(protocols=("full",), ks=(10,))
-    candidates = build_candidates(data, settings)
-    validator = make_validator(train, validation)
 
     def ndcg(name: str, params: dict) -> float:
-        model = registry()[name].from_params(params, split.n_users, split.n_items)
-        model.fit(train, validator)
-        return evaluate(model, data, candidates, settings)[1]["full"]["NDCG@10"]
+        model, _ = workflow.train(name, params, synthetic_split)
+        evaluation = workflow.evaluate(model, synthetic_split, None, settings)
+        return evaluation.metrics["full"]["NDCG@10"]
 
     return ndcg
 

@@ -16,6 +16,7 @@ import mlflow
 import pandas as pd
 import pytest
 
+from neurec.datasets import SplitDataset
 from neurec.recommend import RecommendationService
 from neurec.serving_benchmark import post, served
 from tests.conftest import copy_project
@@ -47,10 +48,10 @@ def server(trained) -> Iterator[str]:
 
 def requests_for(project: Path) -> list[dict]:
     """A known user's history, a new user's, one with an unknown id, a cold start."""
-    train = pd.read_parquet(project / "data/05_model_input/train.parquet")
-    items = pd.read_parquet(project / "data/05_model_input/item_index.parquet")["source_id"]
-    users = pd.read_parquet(project / "data/05_model_input/user_index.parquet")["source_id"]
-    known = train[train["user"] == 0]["item"].map(items).tolist()
+    split = SplitDataset(str(project / "data/05_model_input/split")).load()
+    items = split.item_index["source_id"]
+    users = split.user_index["source_id"]
+    known = items.iloc[split.train.histories.of(0)].tolist()
     new = items.iloc[[3, 17, 42, 5]].tolist()  # a history no user has, in this order
     return [
         {"user": int(users.iloc[0]), "history": known, "k": 10},

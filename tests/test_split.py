@@ -2,10 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from neurec import workflow
 from neurec.errors import ConfigError, DataError
-from neurec.evaluation import EvaluationConfig, EvaluationData, evaluate
 from neurec.interactions import validate_interactions
-from neurec.models import registry
 from neurec.models.base import build_config
 from neurec.split import SplitConfig, dataset_statistics, k_core, split_interactions
 from tests.conftest import make_split
@@ -192,10 +191,8 @@ def test_ease_on_ml100k_concatenated_with_itself_scores_as_on_ml100k(shared_data
     doubled.write_bytes(original.read_bytes() * 2)
     hit_rates = []
     for path in (original, doubled):
-        split, (train, validation, test) = make_split({"source": "movielens", "path": str(path)})
-        model = registry()["ease"].from_params({"l2": 500.0}, train.n_users, train.n_items)
-        model.fit(train)
-        data = EvaluationData.build(train, validation, test)
-        hit_rates.append(evaluate(model, data, None, EvaluationConfig())[1]["full"]["HR@10"])
-    assert split.duplicates_dropped == 100_000
+        split = make_split({"source": "movielens", "path": str(path)})
+        model, _ = workflow.train("ease", {"l2": 500.0}, split)
+        hit_rates.append(workflow.evaluate(model, split, None).metrics["full"]["HR@10"])
+    assert split.statistics["duplicates_dropped"] == 100_000
     assert hit_rates[1] == hit_rates[0]

@@ -4,18 +4,19 @@
         --models most_popular ease gmf neumf neumf:pretrain=false sasrec:loss=bce \\
         --protocols full sampled_uniform_99 --out benchmarks/results/ml100k.json
 
-A model is ``name`` or ``name:key=value,key=value`` (overrides on top of
-``conf/base/parameters_<name>.yml``, values parsed as YAML). Per model it prints and writes
+A model is ``name`` or ``name:key=value,key=value`` (overrides on top of the project's
+``parameters_<name>.yml``, values parsed as YAML). Per model it prints and writes
 seconds per epoch, epochs (best), training time, evaluation time per protocol, peak
 memory and the metrics; the JSON also records the protocol, seed and thread count.
-It uses the model library directly (no Kedro run), the same code the pipelines call.
+It runs the chain the pipelines run (``neurec.workflow``), without a Kedro run. The
+parameters are those of the Kedro project at ``--project`` (default: the working
+directory) in ``--env``; outside a project, the library's defaults.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
-import dataclasses
 import json
 import logging
 import platform
@@ -27,24 +28,15 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from kedro.config import OmegaConfigLoader
+from kedro.utils import find_kedro_project
 
+from neurec import workflow
 from neurec.errors import ConfigError, NeurecError
-from neurec.evaluation import (
-    EvaluationConfig,
-    EvaluationData,
-    build_candidates,
-    evaluate,
-    make_validator,
-)
-from neurec.interactions import Interactions
+from neurec.evaluation import EvaluationConfig
 from neurec.models import Recommender, registry
-from neurec.models.base import build_config, with_dependencies
-from neurec.sources import load_source
-from neurec.split import SplitConfig, dataset_statistics, split_interactions
+from neurec.models.base import with_dependencies
 
 logger = logging.getLogger("neurec.benchmark")
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
@@ -62,17 +54,6 @@ def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
             raise ConfigError(f"--models: expected key=value in {spec!r}, got {pair!r}")
         overrides[key] = yaml.safe_load(value)
     return name, overrides
-
-
-def project_parameters(env: str = "benchmark", conf_dir: Path = CONF_DIR) -> dict[str, Any]:
-    """The parameters ``kedro run --env <env>`` would use (base merged softly with env)."""
-    loader = OmegaConfigLoader(
-        str(conf_dir),
-        base_env="base",
-        default_run_env=env,
-        merge_strategy={"parameters": "soft"},
-    )
-    return dict(loader["parameters"])
 
 
 def peak_memory_mb() -> float | None:
@@ -99,23 +80,14 @@ def run_benchmark(
     model_params: dict[str, dict[str, Any]],
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    split_config = build_config(SplitConfig, split_params, "split")
-    config = build_config(EvaluationConfig, evaluation_params, "evaluation")
-    source = load_source(data_params)
-    split = split_interactions(source.interactions, split_config)
-    train, validation, test = (
-        Interactions.from_frame(t, split.n_users, split.n_items)
-        for t in (split.train, split.validation, split.test)
-    )
-    data = EvaluationData.build(train, validation, test)
-    candidates = build_candidates(data, config)
-    validator = make_validator(train, validation)
+    config = workflow.typed(EvaluationConfig, evaluation_params, "evaluation")
+    split, candidates = workflow.prepare(data_params, split_params, config)
     logger.info(
         "data ready in %.1fs: %d users, %d items, %d train interactions",
         time.perf_counter() - started,
         split.n_users,
         split.n_items,
-        len(train),
+        len(split.train),
     )
     specs = [parse_model_spec(spec) for spec in model_specs]
     trained: dict[str, Recommender] = {}  # default-configured models, reusable as pretrained
@@ -126,20 +98,16 @@ def run_benchmark(
             for dependency in with_dependencies([name])[:-1]:
                 if dependency not in trained:
                     logger.info("%s: training %s first, to initialise from", spec, dependency)
-                    trained[dependency], _ = _fit(dependency, {}, model_params, train, validator)
+                    trained[dependency], _ = workflow.train(
+                        dependency, model_params.get(dependency), split
+                    )
                 pretrained[dependency] = trained[dependency]
         reset_peak_memory()
-        model, report = _fit(name, overrides, model_params, train, validator, pretrained)
+        params = {**(model_params.get(name) or {}), **overrides}
+        model, report = workflow.train(name, params, split, pretrained=pretrained)
         if not overrides:
             trained[name] = model
-        evaluation_seconds = {}
-        metrics = {}
-        for protocol in config.protocols:
-            one = dataclasses.replace(config, protocols=(protocol,))
-            t0 = time.perf_counter()
-            _, summary = evaluate(model, data, candidates, one)
-            evaluation_seconds[protocol.name] = round(time.perf_counter() - t0, 3)
-            metrics.update(summary)
+        evaluation = workflow.evaluate(model, split, candidates, config)
         epoch_seconds = [entry["seconds"] for entry in report.history if "seconds" in entry]
         results[spec] = {
             "model": name,
@@ -148,14 +116,14 @@ def run_benchmark(
             "epochs": report.epochs,
             "best_epoch": report.best_epoch,
             "train_seconds": round(report.train_seconds, 2),
-            "evaluation_seconds": evaluation_seconds,
+            "evaluation_seconds": {p: round(t, 3) for p, t in evaluation.seconds.items()},
             "peak_memory_mb": peak_memory_mb(),
-            "metrics": metrics,
+            "metrics": evaluation.metrics,
         }
         _print_row(spec, results[spec])
     return {
         "data": data_params,
-        "dataset": dataset_statistics(source.interactions, split),
+        "dataset": split.statistics,
         "split": split_params,
         "protocols": {p.name: p.describe() for p in config.protocols},
         "candidate_seed": config.seed,
@@ -167,15 +135,18 @@ def run_benchmark(
 
 
 def _uses_pretraining(name: str, model_params: dict, overrides: dict) -> bool:
-    merged = {**model_params.get(name, {}), **overrides}
+    merged = {**(model_params.get(name) or {}), **overrides}
     return bool(merged.get("pretrain", True))
 
 
-def _fit(name, overrides, model_params, train, validator, pretrained=None):
-    params = {**(model_params.get(name) or {}), **overrides}
-    model = registry()[name].from_params(params, train.n_users, train.n_items)
-    report = model.fit(train, validator, pretrained or None)
-    return model, report
+def parameters(project: Path, env: str) -> dict[str, Any]:
+    """The parameters of the Kedro project at or above ``project`` in ``env``; outside a
+    project, none (every block takes its config's defaults)."""
+    root = find_kedro_project(project.resolve())
+    if root is None:
+        logger.info("%s is not in a Kedro project: the library's default parameters", project)
+        return {}
+    return workflow.project_parameters(root, env)
 
 
 def _print_row(spec: str, result: dict[str, Any]) -> None:
@@ -203,6 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default=None, help="split.method")
     parser.add_argument("--threads", type=int, default=None, help="torch threads")
     parser.add_argument(
+        "--project",
+        type=Path,
+        default=Path("."),
+        help="the Kedro project whose parameters to use (default: the working directory)",
+    )
+    parser.add_argument(
         "--env",
         default="benchmark",
         help="Kedro environment merged over conf/base (default: benchmark, the full budget)",
@@ -212,17 +189,18 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
     if args.threads:
         torch.set_num_threads(args.threads)
-    params = project_parameters(args.env)
-    data_params = dict(params["data"])
-    if args.source:
-        data_params = {"source": args.source, "path": args.path}
-    elif args.path:
-        data_params["path"] = args.path
-    split_params = dict(params["split"]) | ({"method": args.split} if args.split else {})
-    evaluation_params = dict(params["evaluation"])
-    if args.protocols:
-        evaluation_params["protocols"] = args.protocols
     try:
+        params = parameters(args.project, args.env)
+        data_params = dict(params.get("data") or {"source": "synthetic"})
+        if args.source:
+            data_params = {"source": args.source, "path": args.path}
+        elif args.path:
+            data_params["path"] = args.path
+        split_params = dict(params.get("split") or {})
+        split_params |= {"method": args.split} if args.split else {}
+        evaluation_params = dict(params.get("evaluation") or {})
+        if args.protocols:
+            evaluation_params["protocols"] = args.protocols
         result = run_benchmark(data_params, split_params, evaluation_params, args.models, params)
     except NeurecError as error:
         parser.exit(2, f"error: {error}\n")

@@ -10,13 +10,16 @@ it was recorded load with None, and serving refuses them.
 Every file a run writes appears whole or not at all: ``save_model``, the ``Atomic``
 wrapper (for kedro-datasets' file datasets) and ``ParquetChunks`` (a table streamed in chunks)
 write to a temporary name in the target's folder and rename it into place, so a crash,
-``kill -9`` or a second reader never sees half a file.
+``kill -9`` or a second reader never sees half a file. ``SplitDataset`` does the same with
+a folder: a split is written whole into a temporary folder, then renamed into place.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import posixpath
+import shutil
 import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -24,6 +27,7 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 import fsspec
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -32,8 +36,10 @@ from kedro.io import AbstractDataset, AbstractVersionedDataset, DatasetError, Ve
 from kedro.io.core import get_filepath_str, get_protocol_and_path, parse_dataset_definition
 
 from neurec.files import torch_save_atomically
+from neurec.interactions import Interactions
 from neurec.models import Recommender, registry
 from neurec.provenance import check_trained_on
+from neurec.split import Split
 
 
 def model_payload(model: Recommender) -> dict[str, Any]:
@@ -329,3 +335,91 @@ class ParquetChunks(AbstractDataset[Iterable[pd.DataFrame] | pd.DataFrame, pd.Da
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": self._path, "load_args": self._load_args}
+
+
+SPLIT_PARTS = ("train", "validation", "test")
+SPLIT_FILE = "split.json"  # sizes, statistics and fingerprint; the tables beside it
+
+
+class SplitDataset(AbstractDataset[Split, Split]):
+    """A :class:`~neurec.split.Split` as a folder on the local disk: ``train.parquet``,
+    ``validation.parquet``, ``test.parquet`` (index-space user, item, rows in the split's
+    user-then-time order), ``user_index.parquet``, ``item_index.parquet`` and ``split.json``.
+
+    Saved whole or not at all: the files are written into a hidden temporary folder beside
+    ``path`` (through fsspec) and the folder is renamed into place; a previous split is
+    moved aside first and removed after, or put back if the rename fails.
+    """
+
+    def __init__(self, path: str) -> None:
+        self._path = Path(path)
+        self._fs = fsspec.filesystem("file")
+
+    def load(self) -> Split:
+        folder = self._path
+        if not (folder / SPLIT_FILE).exists():
+            raise DatasetError(
+                f"{folder}: no split here; make one with `kedro run --pipeline=data` "
+                "(or any model's pipeline)"
+            )
+        meta = json.loads((folder / SPLIT_FILE).read_text())
+        n_users, n_items = meta["n_users"], meta["n_items"]
+        parts = {}
+        for name in SPLIT_PARTS:
+            table = pd.read_parquet(folder / f"{name}.parquet")
+            parts[name] = Interactions(
+                user=table["user"].to_numpy(dtype=np.int64),
+                item=table["item"].to_numpy(dtype=np.int64),
+                n_users=n_users,
+                n_items=n_items,
+            )
+        return Split(
+            **parts,
+            user_index=pd.read_parquet(folder / "user_index.parquet"),
+            item_index=pd.read_parquet(folder / "item_index.parquet"),
+            statistics=meta["statistics"],
+            fingerprint=meta["fingerprint"],
+        )
+
+    def save(self, data: Split) -> None:
+        target = self._path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        stamp = uuid.uuid4().hex[:12]
+        temporary = target.parent / f".{target.name}.{stamp}{TEMPORARY_SUFFIX}"
+        previous = target.parent / f".{target.name}.{stamp}.previous"
+        try:
+            temporary.mkdir()
+            for name in SPLIT_PARTS:
+                part = getattr(data, name)
+                self._write_table(
+                    pd.DataFrame({"user": part.user, "item": part.item}), temporary / name
+                )
+            self._write_table(data.user_index, temporary / "user_index")
+            self._write_table(data.item_index, temporary / "item_index")
+            meta = {
+                "n_users": data.n_users,
+                "n_items": data.n_items,
+                "statistics": data.statistics,
+                "fingerprint": data.fingerprint,
+            }
+            with self._fs.open(str(temporary / SPLIT_FILE), "wb") as file:
+                file.write(json.dumps(meta, indent=2, default=str).encode())
+            if target.exists():
+                target.rename(previous)
+            temporary.rename(target)
+        except BaseException:
+            if previous.exists() and not target.exists():
+                previous.rename(target)
+            shutil.rmtree(temporary, ignore_errors=True)
+            raise
+        shutil.rmtree(previous, ignore_errors=True)
+
+    def _write_table(self, table: pd.DataFrame, stem: Path) -> None:
+        with self._fs.open(f"{stem}.parquet", "wb") as file:
+            table.to_parquet(file, index=False)
+
+    def _exists(self) -> bool:
+        return (self._path / SPLIT_FILE).exists()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": self._path.as_posix()}

@@ -205,8 +205,7 @@ def train_from_project(
         dist.init_process_group(backend, timeout=timedelta(seconds=timeout))
         try:
             model, fit_report = train_model(
-                *(catalog.load(name) for name in ("train", "validation")),
-                *(catalog.load(name) for name in ("user_index", "item_index")),
+                catalog.load("split"),
                 model_params,
                 parameters.get("training", {}),
                 catalog.load("training_checkpoints"),

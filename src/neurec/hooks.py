@@ -46,7 +46,9 @@ from neurec.run_guard import RunInterrupted
 from neurec.serving import log_service, registered_name
 
 SQLITE_PREFIX = "sqlite:///"
-SUMMARY_FIELDS = ("train_seconds", "epochs", "best_epoch", "evaluation_seconds")
+# one value per model: from its fit report (training) and its results (evaluation)
+FIT_FIELDS = ("train_seconds", "epochs", "best_epoch")
+RESULT_FIELDS = ("evaluation_seconds",)
 PID_TAG, HOST_TAG = "neurec.pid", "neurec.host"
 KILLED = RunStatus.to_string(RunStatus.KILLED)
 
@@ -73,9 +75,15 @@ def epoch_metrics(model: str, history: list[dict[str, float]]) -> list[tuple[str
     return rows
 
 
+def summary_metrics(
+    model: str, report: dict[str, Any], fields: tuple[str, ...]
+) -> dict[str, float]:
+    return {mlflow_name(f"{model}.{field}"): float(report[field]) for field in fields}
+
+
 def final_metrics(model: str, results: dict[str, Any]) -> dict[str, float]:
-    """Test metrics per protocol and the training/evaluation cost of one model."""
-    values = {mlflow_name(f"{model}.{field}"): float(results[field]) for field in SUMMARY_FIELDS}
+    """Test metrics per protocol and the evaluation time of one model."""
+    values = summary_metrics(model, results, RESULT_FIELDS)
     for protocol, metrics in results["metrics"].items():
         for metric, value in metrics.items():
             values[mlflow_name(f"{model}.{protocol}.{metric}")] = float(value)
@@ -185,6 +193,8 @@ class MlflowTrackingHooks:
             if kind == "fit_report":
                 rows = epoch_metrics(model, value["history"])
                 batch += [Metric(key, number, stamp, step) for key, number, step in rows]
+                summary = summary_metrics(model, value, FIT_FIELDS)
+                batch += [Metric(key, number, stamp, 0) for key, number in summary.items()]
             elif kind == "results":
                 batch += [Metric(k, v, stamp, 0) for k, v in final_metrics(model, value).items()]
             elif kind == "model" and isinstance(value, Recommender):

@@ -30,14 +30,8 @@ import torch
 
 from neurec.interactions import Histories
 from neurec.models.base import Recommender
-from neurec.provenance import split_fingerprint
 
 MODEL, POPULARITY = "model", "popularity"
-
-
-def item_popularity(train: pd.DataFrame, n_items: int) -> np.ndarray:
-    """Training interactions per item (index space): the cold-start ranking."""
-    return np.bincount(train["item"].to_numpy(dtype=np.int64), minlength=n_items)
 
 
 def recommend_users(
@@ -146,7 +140,7 @@ def recommend(
     ``user``: optional source user id; with ``user_index``, a user the model was trained
     on is scored as such (embedding models need this). ``item_index`` / ``user_index``:
     the split's id maps (columns item|user, source_id); ``popularity``: per item index,
-    e.g. :func:`item_popularity`; ``titles``: optional item metadata (item, title).
+    e.g. ``Split.popularity()``; ``titles``: optional item metadata (item, title).
     """
     if k < 1:
         raise ValueError(f"k: expected > 0, got {k!r}")
@@ -189,22 +183,6 @@ def recommend(
     )
 
 
-def _local(path: str) -> bool:
-    return "://" not in path and not Path(path).is_absolute()
-
-
-def _anchored(entry: dict[str, Any], root: Path) -> dict[str, Any]:
-    """A catalog entry with relative local paths made absolute, also in a wrapped ``dataset``."""
-    anchored = {}
-    for key, value in entry.items():
-        if isinstance(value, dict):
-            value = _anchored(value, root)
-        elif key in ("filepath", "path") and _local(value):
-            value = str(root / value)
-        anchored[key] = value
-    return anchored
-
-
 class Catalog(Protocol):
     def load(self, name: str) -> Any: ...
 
@@ -228,15 +206,12 @@ class RecommendationService:
         The latest ``<model>.model`` must be a ``model`` trained on the catalog's current
         split: one trained on other data or of another class is a DataError.
         """
-        train, user_index, item_index = (
-            catalog.load(name) for name in ("train", "user_index", "item_index")
-        )
-        fingerprint = split_fingerprint(train, catalog.load("validation"), user_index, item_index)
+        split = catalog.load("split")
         return cls(
-            model=catalog[f"{model}.model"].load_to_serve(model, fingerprint),
-            item_index=item_index,
-            popularity=item_popularity(train, len(item_index)),
-            user_index=user_index,
+            model=catalog[f"{model}.model"].load_to_serve(model, split.fingerprint),
+            item_index=split.item_index,
+            popularity=split.popularity(),
+            user_index=split.user_index,
             titles=catalog.load("item_metadata"),
         )
 
@@ -244,21 +219,16 @@ class RecommendationService:
     def from_project(
         cls, project: str | Path = ".", model: str = "ease", env: str | None = None
     ) -> RecommendationService:
-        """From a project folder's configuration and outputs, without a Kedro session.
-
-        Reads ``conf/base`` merged with ``conf/<env>`` (``local`` by default) and loads
-        the latest saved version of ``<model>.model``.
-        """
-        from kedro.config import OmegaConfigLoader
-        from kedro.io import DataCatalog
+        """From a project folder's outputs, loaded by Kedro: the project's catalog in the
+        configuration environment ``env`` (``local`` by default), as ``kedro run`` sees it,
+        and the latest saved version of ``<model>.model``."""
+        from kedro.framework.session import KedroSession
+        from kedro.framework.startup import bootstrap_project
 
         root = Path(project).resolve()
-        config = OmegaConfigLoader(
-            str(root / "conf"), base_env="base", default_run_env="local", env=env
-        )
-        # relative local paths are relative to the project, as in a Kedro session
-        entries = {name: _anchored(entry, root) for name, entry in config["catalog"].items()}
-        return cls.from_catalog(DataCatalog.from_config(entries), model)
+        bootstrap_project(root)
+        with KedroSession.create(root, env=env) as session:
+            return cls.from_catalog(session.load_context().catalog, model)
 
     def recommend(self, history: Sequence[Any], k: int = 10, user: Any = None) -> Recommendations:
         """See :func:`recommend`; ``user`` is an optional source user id."""

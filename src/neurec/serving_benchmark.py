@@ -32,9 +32,9 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 import neurec
+from neurec.datasets import SplitDataset
 
 START_SECONDS = 90
 
@@ -124,11 +124,11 @@ def post(url: str, body: object, timeout: float = 60) -> tuple[int, dict]:
 
 def histories(project: Path) -> list[list[int]]:
     """Every user's train + validation history as source item ids, in time order."""
-    folder = project / "data" / "05_model_input"
-    items = pd.read_parquet(folder / "item_index.parquet")["source_id"].to_numpy()
-    seen = pd.concat([pd.read_parquet(folder / f"{t}.parquet") for t in ("train", "validation")])
-    seen = seen.sort_values(["user", "timestamp"], kind="stable")
-    return [items[group].tolist() for group in seen.groupby("user")["item"].agg(list)]
+    split = SplitDataset(str(project / "data" / "05_model_input" / "split")).load()
+    items = split.item_index["source_id"].to_numpy()
+    history = split.evaluation.history
+    users = np.flatnonzero(history.lengths() > 0)
+    return [items[history.of(user)].tolist() for user in users]
 
 
 def timed(url: str, bodies: list[dict]) -> dict[str, float]:

@@ -13,15 +13,20 @@ every ranking, so a repeated target could never be hit).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from neurec.errors import ConfigError, DataError
+from neurec.evaluation import EvaluationData
+from neurec.interactions import Histories, Interactions
 from neurec.models.base import check_choice, check_positive
+from neurec.provenance import split_fingerprint
 
 logger = logging.getLogger(__name__)
 
@@ -225,3 +230,65 @@ def dataset_statistics(table: pd.DataFrame, split: SplitData) -> dict[str, Any]:
             6,
         ),
     }
+
+
+@dataclass(frozen=True)
+class Split:
+    """One data set split as every stage after the split reads it: train, validation and
+    test in index space, the id maps back to the source, the data set statistics and the
+    fingerprint a trained model carries (``neurec.provenance``).
+
+    Stored by one catalog dataset (``neurec.datasets.SplitDataset``, a folder);
+    what evaluation needs is derived from it once per loaded split (:attr:`evaluation`).
+    """
+
+    train: Interactions
+    validation: Interactions
+    test: Interactions
+    user_index: pd.DataFrame  # columns: user (index), source_id
+    item_index: pd.DataFrame  # columns: item (index), source_id
+    statistics: dict[str, Any]  # dataset_statistics + the split settings, for the report
+    fingerprint: str
+
+    @classmethod
+    def build(cls, interactions: pd.DataFrame, config: SplitConfig) -> Split:
+        """Split the canonical table as ``config`` says (:func:`split_interactions`)."""
+        tables = split_interactions(interactions, config)
+        statistics = dataset_statistics(interactions, tables)
+        statistics["split"] = dataclasses.asdict(config)
+        train, validation, test = (
+            Interactions.from_frame(t, tables.n_users, tables.n_items)
+            for t in (tables.train, tables.validation, tables.test)
+        )
+        return cls(
+            train,
+            validation,
+            test,
+            tables.user_index,
+            tables.item_index,
+            statistics,
+            split_fingerprint(
+                tables.train, tables.validation, tables.user_index, tables.item_index
+            ),
+        )
+
+    @property
+    def n_users(self) -> int:
+        return len(self.user_index)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_index)
+
+    @cached_property
+    def evaluation(self) -> EvaluationData:
+        """History (train + validation) and test targets per user."""
+        return EvaluationData.build(self.train, self.validation, self.test)
+
+    def everything(self) -> Histories:
+        """Train, validation and test per user, in time order: all a user is known to have."""
+        return self.evaluation.history.append(self.evaluation.targets)
+
+    def popularity(self) -> np.ndarray:
+        """Training interactions per item: the cold-start ranking."""
+        return self.train.item_counts()

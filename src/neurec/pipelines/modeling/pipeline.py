@@ -7,15 +7,7 @@ from kedro.pipeline import Pipeline, node
 from neurec.models import registry
 from neurec.pipelines.modeling.nodes import evaluate_model, train_model
 
-SHARED_INPUTS = {
-    "train",
-    "validation",
-    "test",
-    "user_index",
-    "item_index",
-    "test_candidates",
-    "training_checkpoints",
-}
+SHARED_INPUTS = {"split", "test_candidates", "training_checkpoints"}
 
 
 def create_pipeline(model_name: str) -> Pipeline:
@@ -32,10 +24,7 @@ def create_pipeline(model_name: str) -> Pipeline:
             node(
                 train,
                 {
-                    "train": "train",
-                    "validation": "validation",
-                    "user_index": "user_index",
-                    "item_index": "item_index",
+                    "split": "split",
                     "model_params": "params:model",
                     "training_params": "params:training",
                     "checkpoint_folder": "training_checkpoints",
@@ -46,17 +35,7 @@ def create_pipeline(model_name: str) -> Pipeline:
             ),
             node(
                 evaluate_model,
-                [
-                    "model",
-                    "fit_report",
-                    "train",
-                    "validation",
-                    "test",
-                    "user_index",
-                    "item_index",
-                    "test_candidates",
-                    "params:evaluation",
-                ],
+                ["model", "split", "test_candidates", "params:evaluation"],
                 ["results", "user_metrics"],
                 name="evaluate",
             ),

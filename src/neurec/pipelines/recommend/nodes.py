@@ -14,9 +14,8 @@ from neurec.datasets import ModelShelf
 from neurec.interactions import Histories
 from neurec.models import Recommender, registry
 from neurec.models.base import build_config, check_choice, check_positive
-from neurec.pipelines.data.nodes import to_interactions
-from neurec.provenance import split_fingerprint
-from neurec.recommend import item_popularity, recommend_users, recommendation_table
+from neurec.recommend import recommend_users, recommendation_table
+from neurec.split import Split
 
 logger = logging.getLogger(__name__)
 
@@ -40,11 +39,7 @@ class RecommendConfig:
 
 def recommend_for_users(
     trained_models: ModelShelf,
-    train: pd.DataFrame,
-    validation: pd.DataFrame,
-    test: pd.DataFrame,
-    user_index: pd.DataFrame,
-    item_index: pd.DataFrame,
+    split: Split,
     item_metadata: pd.DataFrame,
     recommend_params: dict[str, Any],
 ) -> Iterator[pd.DataFrame]:
@@ -60,19 +55,16 @@ def recommend_for_users(
     """
     config = build_config(RecommendConfig, recommend_params, "recommend")
     # a model trained on other data, or of another class, is refused (DataError)
-    model = trained_models.load(
-        config.model, split_fingerprint(train, validation, user_index, item_index)
-    )
-    splits = [to_interactions(t, user_index, item_index) for t in (train, validation, test)]
-    histories = splits[0].histories.append(splits[1].histories).append(splits[2].histories)
-    scored_from = histories if model.uses_history else splits[0].histories
+    model = trained_models.load(config.model, split.fingerprint)
+    histories = split.everything()
+    scored_from = histories if model.uses_history else split.train.histories
     return recommendation_chunks(
         model,
         histories,
         scored_from.lengths() > 0,
-        item_popularity(train, len(item_index)),
-        user_index["source_id"].to_numpy(),
-        item_index,
+        split.popularity(),
+        split.user_index["source_id"].to_numpy(),
+        split.item_index,
         item_metadata,
         config,
     )

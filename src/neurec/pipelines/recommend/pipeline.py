@@ -10,16 +10,7 @@ def create_pipeline() -> Pipeline:
         [
             node(
                 recommend_for_users,
-                [
-                    "trained_models",
-                    "train",
-                    "validation",
-                    "test",
-                    "user_index",
-                    "item_index",
-                    "item_metadata",
-                    "params:recommend",
-                ],
+                ["trained_models", "split", "item_metadata", "params:recommend"],
                 "recommendations",
                 name="recommend",
             )

@@ -54,15 +54,18 @@ class ReportConfig:
         check_positive("seed", self.seed, allow_zero=True)
 
 
-def split_model_inputs(
-    per_model: Mapping[str, Any],
-) -> tuple[dict[str, dict[str, Any]], dict[str, pd.DataFrame]]:
-    """``<model>__results`` / ``<model>__user_metrics`` node inputs, by model name."""
-    parts: dict[str, dict[str, Any]] = {"results": {}, "user_metrics": {}}
+# what the report reads of each model: its training (time, epochs, history), its test
+# metrics and their per-user values
+MODEL_INPUTS = ("fit_report", "results", "user_metrics")
+
+
+def split_model_inputs(per_model: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
+    """``<model>__<kind>`` node inputs (kinds: :data:`MODEL_INPUTS`), by kind and model."""
+    parts: dict[str, dict[str, Any]] = {kind: {} for kind in MODEL_INPUTS}
     for key, value in per_model.items():
         model, _, kind = key.rpartition("__")
         parts[kind][model] = value
-    return parts["results"], parts["user_metrics"]
+    return parts
 
 
 def best_baseline(metrics: dict[str, Any], protocol: str) -> str | None:
@@ -83,7 +86,8 @@ def build_metrics(
     per-epoch history, bootstrap intervals and the significance tests."""
     evaluation = build_config(EvaluationConfig, evaluation_params, "evaluation")
     settings = build_config(ReportConfig, report_params, "report")
-    results, user_metrics = split_model_inputs(per_model)
+    parts = split_model_inputs(per_model)
+    fits, results, user_metrics = (parts[kind] for kind in MODEL_INPUTS)
     models = registry()
     metrics = {
         "dataset": dataset_stats,
@@ -100,9 +104,9 @@ def build_metrics(
         "models": {
             name: {
                 "family": models[name].family,
-                "train_seconds": round(result["train_seconds"], 3),
-                "epochs": result["epochs"],
-                "best_epoch": result["best_epoch"],
+                "train_seconds": round(fits[name]["train_seconds"], 3),
+                "epochs": fits[name]["epochs"],
+                "best_epoch": fits[name]["best_epoch"],
                 "evaluation_seconds": round(result["evaluation_seconds"], 3),
                 "metrics": result["metrics"],
                 "confidence_intervals": metric_intervals(
@@ -111,7 +115,7 @@ def build_metrics(
                     settings.confidence,
                     settings.seed,
                 ),
-                "history": result["history"],
+                "history": fits[name]["history"],
             }
             for name, result in sorted(results.items())
         },

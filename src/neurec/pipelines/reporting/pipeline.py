@@ -4,7 +4,12 @@ from collections.abc import Iterable
 
 from kedro.pipeline import Pipeline, node
 
-from neurec.pipelines.reporting.nodes import build_metrics, interactive_charts, report
+from neurec.pipelines.reporting.nodes import (
+    MODEL_INPUTS,
+    build_metrics,
+    interactive_charts,
+    report,
+)
 
 
 def create_pipeline(model_names: Iterable[str]) -> Pipeline:
@@ -14,8 +19,8 @@ def create_pipeline(model_names: Iterable[str]) -> Pipeline:
         "report_params": "params:report",
     }
     for name in model_names:  # split again by model in nodes.split_model_inputs
-        inputs[f"{name}__results"] = f"{name}.results"
-        inputs[f"{name}__user_metrics"] = f"{name}.user_metrics"
+        for kind in MODEL_INPUTS:
+            inputs[f"{name}__{kind}"] = f"{name}.{kind}"
     return Pipeline(
         [
             node(build_metrics, inputs, "metrics", name="collect_metrics"),
