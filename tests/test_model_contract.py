@@ -88,7 +88,7 @@ def test_scores_have_the_documented_shapes_and_candidates_match_full_scores(name
 
 @pytest.mark.parametrize("name", MODELS)
 def test_the_same_config_and_seed_give_the_same_scores(name, split, fitted):
-    _, (train, _, _) = split
+    train = split.train
     first, second = fitted(name)
     users = scored_users(train)
     assert torch.equal(first.score(users, train.histories), second.score(users, train.histories))
@@ -96,7 +96,7 @@ def test_the_same_config_and_seed_give_the_same_scores(name, split, fitted):
 
 @pytest.mark.parametrize("name", MODELS)
 def test_a_saved_and_loaded_model_gives_the_same_scores(name, split, fitted, tmp_path: Path):
-    _, (train, _, _) = split
+    train = split.train
     model, _ = fitted(name)
     save_model(model, tmp_path / f"{name}.pt")
     loaded = load_model(tmp_path / f"{name}.pt")

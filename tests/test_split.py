@@ -3,9 +3,11 @@ import pandas as pd
 import pytest
 
 from neurec import workflow
+from neurec.datasets import SplitDataset
 from neurec.errors import ConfigError, DataError
 from neurec.interactions import validate_interactions
 from neurec.models.base import build_config
+from neurec.sources import load_source
 from neurec.split import SplitConfig, dataset_statistics, k_core, split_interactions
 from tests.conftest import make_split
 
@@ -196,3 +198,28 @@ def test_ease_on_ml100k_concatenated_with_itself_scores_as_on_ml100k(shared_data
         hit_rates.append(workflow.evaluate(model, split, None).metrics["full"]["HR@10"])
     assert split.statistics["duplicates_dropped"] == 100_000
     assert hit_rates[1] == hit_rates[0]
+
+
+def test_a_split_round_trips_through_its_folder_and_a_new_one_replaces_it_whole(
+    tmp_path, synthetic_split
+):
+    dataset = SplitDataset(str(tmp_path / "split"))
+    dataset.save(synthetic_split)
+    loaded = dataset.load()
+    for part in ("train", "validation", "test"):
+        for column in ("user", "item"):
+            np.testing.assert_array_equal(
+                getattr(getattr(loaded, part), column),
+                getattr(getattr(synthetic_split, part), column),
+            )
+    pd.testing.assert_frame_equal(loaded.user_index, synthetic_split.user_index)
+    pd.testing.assert_frame_equal(loaded.item_index, synthetic_split.item_index)
+    assert loaded.statistics == synthetic_split.statistics
+    assert loaded.fingerprint == synthetic_split.fingerprint
+    np.testing.assert_array_equal(loaded.evaluation.users, synthetic_split.evaluation.users)
+
+    table = load_source({"source": "synthetic"}).interactions
+    other = workflow.split(table, {"min_user_interactions": 30})
+    dataset.save(other)
+    assert dataset.load().fingerprint == other.fingerprint != synthetic_split.fingerprint
+    assert [p.name for p in tmp_path.iterdir()] == ["split"]  # no temporary or old folder

@@ -64,16 +64,12 @@ class SplitConfig:
         check_positive("seed", self.seed, allow_zero=True)
 
 
-@dataclass
-class SplitData:
-    """Index-space tables (user, item, timestamp) plus the id maps back to the source."""
+class IdMaps:
+    """Numbers of users and items, from a split's id maps ``user_index`` and ``item_index``
+    (columns user|item (index), source_id)."""
 
-    train: pd.DataFrame
-    validation: pd.DataFrame
-    test: pd.DataFrame
-    user_index: pd.DataFrame  # columns: user (index), source_id
-    item_index: pd.DataFrame  # columns: item (index), source_id
-    duplicates_dropped: int = 0  # repeated (user, item) rows removed before splitting
+    user_index: pd.DataFrame
+    item_index: pd.DataFrame
 
     @property
     def n_users(self) -> int:
@@ -82,6 +78,18 @@ class SplitData:
     @property
     def n_items(self) -> int:
         return len(self.item_index)
+
+
+@dataclass
+class SplitData(IdMaps):
+    """Index-space tables (user, item, timestamp) plus the id maps back to the source."""
+
+    train: pd.DataFrame
+    validation: pd.DataFrame
+    test: pd.DataFrame
+    user_index: pd.DataFrame  # columns: user (index), source_id
+    item_index: pd.DataFrame  # columns: item (index), source_id
+    duplicates_dropped: int = 0  # repeated (user, item) rows removed before splitting
 
 
 def apply_rating_threshold(table: pd.DataFrame, threshold: float | None) -> pd.DataFrame:
@@ -233,7 +241,7 @@ def dataset_statistics(table: pd.DataFrame, split: SplitData) -> dict[str, Any]:
 
 
 @dataclass(frozen=True)
-class Split:
+class Split(IdMaps):
     """One data set split as every stage after the split reads it: train, validation and
     test in index space, the id maps back to the source, the data set statistics and the
     fingerprint a trained model carries (``neurec.provenance``).
@@ -271,14 +279,6 @@ class Split:
                 tables.train, tables.validation, tables.user_index, tables.item_index
             ),
         )
-
-    @property
-    def n_users(self) -> int:
-        return len(self.user_index)
-
-    @property
-    def n_items(self) -> int:
-        return len(self.item_index)
 
     @cached_property
     def evaluation(self) -> EvaluationData:
