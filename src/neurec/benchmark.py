@@ -39,7 +39,7 @@ from neurec.evaluation import (
 )
 from neurec.interactions import Interactions
 from neurec.models import Recommender, registry
-from neurec.models.base import build_config, with_dependencies
+from neurec.models.base import build_config, dependencies, with_dependencies
 from neurec.sources import load_source
 from neurec.split import SplitConfig, dataset_statistics, split_interactions
 
@@ -122,8 +122,9 @@ def run_benchmark(
     results: dict[str, Any] = {}
     for spec, (name, overrides) in zip(model_specs, specs, strict=True):
         pretrained = {}
-        if registry()[name].pretrained_from and _uses_pretraining(name, model_params, overrides):
-            for dependency in with_dependencies([name])[:-1]:
+        params = {**model_params, name: {**(model_params.get(name) or {}), **overrides}}
+        if dependencies(name, params):
+            for dependency in with_dependencies([name], params)[:-1]:
                 if dependency not in trained:
                     logger.info("%s: training %s first, to initialise from", spec, dependency)
                     trained[dependency], _ = _fit(dependency, {}, model_params, train, validator)
@@ -166,15 +167,10 @@ def run_benchmark(
     }
 
 
-def _uses_pretraining(name: str, model_params: dict, overrides: dict) -> bool:
-    merged = {**model_params.get(name, {}), **overrides}
-    return bool(merged.get("pretrain", True))
-
-
 def _fit(name, overrides, model_params, train, validator, pretrained=None):
     params = {**(model_params.get(name) or {}), **overrides}
-    model = registry()[name].from_params(params, train.n_users, train.n_items)
-    report = model.fit(train, validator, pretrained or None)
+    model = registry()[name].from_params(params, train.n_users, train.n_items, pretrained or {})
+    report = model.fit(train, validator)
     return model, report
 
 

@@ -42,6 +42,9 @@ def train_model(
 ) -> tuple[Recommender, dict[str, Any]]:
     """Fit the registered model ``model_name`` with early stopping on validation NDCG@10.
 
+    ``pretrained``: the trained models its config starts from (``<name>.model`` inputs the
+    pipeline wires when ``pretrained_from`` names them), handed over on construction.
+
     A neural model saves a checkpoint after every epoch and, when the last run was
     interrupted, resumes from it (``training`` parameters). The model keeps the
     fingerprint of the split it learned from, so that serving can refuse it on other data
@@ -49,7 +52,9 @@ def train_model(
     """
     train_i = to_interactions(train, user_index, item_index)
     validation_i = to_interactions(validation, user_index, item_index)
-    model = registry()[model_name].from_params(model_params, train_i.n_users, train_i.n_items)
+    model = registry()[model_name].from_params(
+        model_params, train_i.n_users, train_i.n_items, pretrained
+    )
     logger.info(
         "%s: training on %d interactions (%d users, %d items)",
         model_name,
@@ -63,12 +68,10 @@ def train_model(
         model, (train_i, validation_i), pretrained, training_params, checkpoint_folder
     )
     if isinstance(model, TorchRecommender) and starts_workers(model):
-        if pretrained:
-            model.initialise_from(pretrained)
         report = train_distributed(model, train_i, validation_i, checkpoint)
         return model, report.to_dict()
     resume = {} if checkpoint is None else {"checkpoint": checkpoint}  # one-pass models: none
-    report = model.fit(train_i, validator, pretrained or None, **resume)
+    report = model.fit(train_i, validator, **resume)
     return model, report.to_dict()
 
 
