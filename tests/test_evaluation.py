@@ -27,7 +27,7 @@ class Oracle(Recommender):
         super().__init__({}, targets.n_users, targets.n_items)
         self.targets = targets
 
-    def fit(self, train, validator=None, pretrained=None):
+    def fit(self, train, validator=None):
         raise NotImplementedError
 
     def score(self, users, histories, items=None):

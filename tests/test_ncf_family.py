@@ -45,8 +45,9 @@ def tiny(synthetic):
     return Interactions(train.user[keep], train.item[keep], train.n_users, train.n_items)
 
 
-def make(name: str, n_users: int, n_items: int, **params):
-    return registry()[name].from_params({**SCRATCH.get(name, {}), **params}, n_users, n_items)
+def make(name: str, n_users: int, n_items: int, pretrained=None, **params):
+    params = {**SCRATCH.get(name, {}), **params}
+    return registry()[name].from_params(params, n_users, n_items, pretrained)
 
 
 @pytest.mark.parametrize("name", FAMILY)
@@ -111,8 +112,7 @@ def pretrained(tiny):
 
 
 def test_neumf_pretraining_copies_weights_and_weights_the_output_by_alpha(tiny, pretrained):
-    neumf = make("neumf", tiny.n_users, tiny.n_items, pretrain=True, alpha=0.3)
-    neumf.initialise_from(pretrained)
+    neumf = make("neumf", tiny.n_users, tiny.n_items, pretrained, pretrain=True, alpha=0.3)
     mine = neumf.state()
     for branch, source in (("gmf", "gmf"), ("mlp", "ncf")):
         for key, tensor in pretrained[source].state().items():
@@ -135,22 +135,35 @@ def test_neumf_pretraining_copies_weights_and_weights_the_output_by_alpha(tiny, 
 
 
 def test_neumf_fine_tunes_from_pretrained_and_scratch_uses_adam(tiny, pretrained):
-    neumf = make("neumf", tiny.n_users, tiny.n_items, pretrain=True, epochs=1)
-    neumf.fit(tiny, pretrained=pretrained)
+    neumf = make("neumf", tiny.n_users, tiny.n_items, pretrained, pretrain=True, epochs=1)
+    neumf.fit(tiny)
     assert np.isfinite(neumf.score(np.arange(3), tiny.histories).numpy()).all()
     assert isinstance(make("neumf", 5, 5).make_optimizer(), torch.optim.Adam)
 
 
 def test_neumf_pretraining_errors_are_clear(tiny, pretrained):
     neumf = make("neumf", tiny.n_users, tiny.n_items, pretrain=True)
+    with pytest.raises(ConfigError, match=r"neumf\.pretrain.*'gmf' and 'ncf'.*construction"):
+        neumf.fit(tiny)  # no silent fine-tuning of random weights
     with pytest.raises(ConfigError, match=r"neumf\.pretrain.*'gmf' and 'ncf'"):
-        neumf.fit(tiny)
-    wider = make("neumf", tiny.n_users, tiny.n_items, pretrain=True, factors=16)
+        make("neumf", tiny.n_users, tiny.n_items, {**pretrained, "ncf": None}, pretrain=True)
+    with pytest.raises(ConfigError, match=r"parameter neumf: .*\['gmf', 'ncf'\], got \['gmf'\]"):
+        make("neumf", tiny.n_users, tiny.n_items, {"gmf": pretrained["gmf"]}, pretrain=True)
+    with pytest.raises(ConfigError, match=r"parameter neumf: .*\[\], got \['gmf', 'ncf'\]"):
+        make("neumf", tiny.n_users, tiny.n_items, pretrained, pretrain=False)
     with pytest.raises(ConfigError, match=r"neumf\.factors: 16 .* gmf\.factors 8"):
-        wider.initialise_from(pretrained)
-    deeper = make("neumf", tiny.n_users, tiny.n_items, pretrain=True, layers=[32, 16, 8])
+        make("neumf", tiny.n_users, tiny.n_items, pretrained, pretrain=True, factors=16)
     with pytest.raises(ConfigError, match=r"neumf\.layers"):
-        deeper.initialise_from(pretrained)
+        make("neumf", tiny.n_users, tiny.n_items, pretrained, pretrain=True, layers=[32, 16, 8])
+    with pytest.raises(ConfigError, match=r"'gmf' takes no pre-trained models"):
+        make("gmf", 3, 3).initialise_from(pretrained)
+
+
+def test_neumf_declares_its_dependencies_on_its_config():
+    neumf = registry()["neumf"]
+    assert neumf.pretrained_from(neumf.config_class(pretrain=True)) == ("gmf", "ncf")
+    assert neumf.pretrained_from(neumf.config_class(pretrain=False)) == ()
+    assert registry()["gmf"].pretrained_from(registry()["gmf"].config_class()) == ()
 
 
 @pytest.mark.parametrize(

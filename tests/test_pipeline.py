@@ -7,6 +7,7 @@ import mlflow
 import numpy as np
 import pytest
 import torch
+from kedro.framework.project import pipelines as kedro_pipelines
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
@@ -15,6 +16,7 @@ from neurec.models import base, registry
 from neurec.pipeline_registry import register_pipelines
 from neurec.sampling import PairLookup, sample_training_negatives
 from neurec.training import TorchConfig, TorchRecommender
+from neurec.validation import parameter_blocks
 
 SMALL_DATA = {"data": {"synthetic": {"n_users": 120, "n_items": 250, "mean_length": 20}}}
 
@@ -115,6 +117,36 @@ class ItemBias(TorchRecommender):
     def score_batch(self, users, histories, items):
         full = self.module.weight.squeeze(1).expand(len(users), -1)
         return full if items is None else full.gather(1, items)
+
+
+@pytest.mark.parametrize("pretrain", [True, False, True])  # and back: built again each time
+def test_neumf_pipeline_trains_gmf_and_ncf_only_when_its_config_starts_from_them(
+    project_copy, pretrain
+):
+    """The session's parameters (here --params) reach register_pipelines before the run
+    looks its pipeline up (``PipelineParametersHooks``)."""
+    bootstrap_project(project_copy)
+    params = {"neumf": {"pretrain": pretrain}}
+    with KedroSession.create(project_path=project_copy, runtime_params=params) as session:
+        session.load_context()
+        pipeline = kedro_pipelines["neumf"]
+    nodes = {n.name: n for n in pipeline.nodes}
+    dependencies = {"gmf.train", "ncf.train"}
+    assert dependencies <= set(nodes) if pretrain else not dependencies & set(nodes)
+    models_in = {"gmf.model", "ncf.model"} & set(nodes["neumf.train"].inputs)
+    assert models_in == ({"gmf.model", "ncf.model"} if pretrain else set())
+    assert dependencies <= {n.name for n in kedro_pipelines["__default__"].nodes}  # own right
+    assert ("gmf" in parameter_blocks(pipeline)) == pretrain
+
+
+def test_register_pipelines_reads_dependencies_from_given_parameters():
+    with_pretraining = register_pipelines({"neumf": {"pretrain": True}})["neumf"]
+    alone = register_pipelines({"neumf": {"pretrain": False}})["neumf"]
+    assert "gmf.train" in {n.name for n in with_pretraining.nodes}
+    assert {n.name for n in alone.nodes} & {"gmf.train", "ncf.train"} == set()
+    # an invalid block counts with the defaults; the parameter check then stops the run
+    broken = register_pipelines({"neumf": {"negatives": 0}})["neumf"]
+    assert "gmf.train" in {n.name for n in broken.nodes}
 
 
 @pytest.fixture

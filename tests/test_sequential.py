@@ -17,9 +17,9 @@ from neurec.errors import ConfigError
 from neurec.evaluation import (
     EvaluationConfig,
 )
-from neurec.interactions import Histories
+from neurec.interactions import Histories, Interactions
 from neurec.models import registry
-from neurec.models.transformer import TransformerBlock, attention_mask
+from neurec.models.transformer import TransformerBlock, attention_mask, next_item_targets
 
 SEQUENTIAL = ("rnn", "sasrec", "bert4rec")
 CONF = Path(__file__).resolve().parents[1] / "conf" / "base"
@@ -206,9 +206,11 @@ def test_bert4rec_masks_only_the_last_item_of_a_share_of_sequences(synthetic_spl
         ("sasrec", {"loss": "ce"}),
         ("sasrec", {"loss": "bce"}),
         ("sasrec", {"loss": "gbce", "n_negatives": 16}),
+        ("sasrec", {"loss": "sampled_ce", "sampled_negatives": 16}),
         ("rnn", {}),
         ("rnn", {"cell": "lstm", "tied_embeddings": False, "n_sample": 32}),
         ("bert4rec", {}),
+        ("bert4rec", {"loss": "sampled_ce", "sampled_negatives": 16}),
     ],
 )
 def test_training_loss_decreases(synthetic_split, name, overrides):
@@ -233,8 +235,10 @@ def test_training_loss_decreases(synthetic_split, name, overrides):
         ("sasrec", {"loss": "ce"}),
         ("sasrec", {"loss": "bce"}),
         ("sasrec", {"loss": "gbce", "n_negatives": 16}),
+        ("sasrec", {"loss": "sampled_ce", "sampled_negatives": 16}),
         ("rnn", {"n_sample": 8}),
         ("bert4rec", {}),
+        ("bert4rec", {"loss": "sampled_ce", "sampled_negatives": 16}),
     ],
 )
 def test_every_loss_takes_batches_narrower_than_max_len(synthetic_split, name, overrides):
@@ -245,6 +249,60 @@ def test_every_loss_takes_batches_narrower_than_max_len(synthetic_split, name, o
     for batch in itertools.islice(batches, 3):
         assert batch[0].shape[1] < 400
         assert torch.isfinite(model.batch_loss(batch))
+
+
+# --- sampled softmax: bounded memory -----------------------------------------------------
+
+
+def one_batch(model, n_users: int, n_items: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+    """A batch of 6 users' histories of 20 items, all among the first 40 item ids."""
+    rng = np.random.default_rng(seed)
+    users = np.repeat(np.arange(6), 20)
+    items = np.concatenate([rng.choice(40, size=20, replace=False) for _ in range(6)])
+    train = Interactions(users, items, n_users, n_items)
+    return next(model.training_batches(train, np.random.default_rng(seed)))
+
+
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
+def test_sampled_softmax_logits_do_not_grow_with_the_catalogue(name, monkeypatch):
+    """[B, W, N] logits for 60 or 60,000 items, and never a row over every item."""
+    shapes = []
+    for n_items in (60, 60_000):
+        model = build(name, n_items, 6, loss="sampled_ce", sampled_negatives=25)
+        batch = one_batch(model, 6, n_items)
+        negatives = batch[-1]
+        assert negatives.shape == (6, 25) and (negatives >= 1).all()
+        monkeypatch.setattr(model.module, "item_scores", None)  # a call would fail
+        loss = model.batch_loss(batch)
+        loss.backward()
+        assert torch.isfinite(loss)
+        inputs, targets = next_item_targets(batch[0])[:2] if name == "sasrec" else batch[:2]
+        hidden = model.module(inputs)
+        positive, negative = model.loss.logits(model.module, hidden, targets, negatives)
+        shapes.append((tuple(positive.shape), tuple(negative.shape)))
+    width = targets.shape[1]
+    assert shapes[0] == shapes[1] == ((6, width), (6, width, 25))
+
+
+@pytest.mark.parametrize("name", SEQUENTIAL)
+def test_candidate_scores_are_the_full_scores_of_those_items(name):
+    """The sampled losses read the same scores as ranking does, without the full row."""
+    model = build(name, n_items=30)
+    hidden = torch.randn(3, 5, 16)
+    items = torch.randint(1, 31, (3, 7))
+    full = model.module.item_scores(hidden)  # [3, 5, 30]
+    expected = full.gather(2, (items - 1)[:, None, :].expand(-1, 5, -1))
+    torch.testing.assert_close(model.module.candidate_scores(hidden, items), expected)
+
+
+def test_sampled_negatives_are_never_an_item_of_the_user_and_follow_the_seed():
+    model = build("sasrec", 60, 6, loss="sampled_ce", sampled_negatives=200)
+    first, again = one_batch(model, 6, 60), one_batch(model, 6, 60)
+    assert torch.equal(first[-1], again[-1])
+    seqs, negatives = first[0], first[-1]
+    for row in range(len(seqs)):
+        history = set(seqs[row][seqs[row] > 0].tolist())
+        assert history and not history & set(negatives[row].tolist())
 
 
 # --- learning: the planted sequential signal -----------------------------------------------
@@ -273,6 +331,8 @@ FAST = {"max_len": 30, "hidden_size": 32, "batch_size": 64, "learning_rate": 5e-
         # a hidden state collapsed to one vector ranks by popularity: about most_popular's
         # score, below EASE's (gbce with 64 negatives did that before its logit offset)
         {"loss": "gbce", "n_negatives": 64, "epochs": 8},
+        # a third of the catalogue per sequence (Klenitskiy & Vasilev: 3000 of ML-20M's 27k)
+        {"loss": "sampled_ce", "sampled_negatives": 128, "epochs": 6},
     ],
 )
 def test_sasrec_beats_most_popular_and_ease_on_sequential_data(synthetic_ndcg, params):

@@ -34,7 +34,7 @@ from neurec import workflow
 from neurec.errors import ConfigError, NeurecError
 from neurec.evaluation import EvaluationConfig
 from neurec.models import Recommender, registry
-from neurec.models.base import with_dependencies
+from neurec.models.base import dependencies, with_dependencies
 
 logger = logging.getLogger("neurec.benchmark")
 
@@ -94,8 +94,9 @@ def run_benchmark(
     results: dict[str, Any] = {}
     for spec, (name, overrides) in zip(model_specs, specs, strict=True):
         pretrained = {}
-        if registry()[name].pretrained_from and _uses_pretraining(name, model_params, overrides):
-            for dependency in with_dependencies([name])[:-1]:
+        run_params = {**model_params, name: {**(model_params.get(name) or {}), **overrides}}
+        if dependencies(name, run_params):
+            for dependency in with_dependencies([name], run_params)[:-1]:
                 if dependency not in trained:
                     logger.info("%s: training %s first, to initialise from", spec, dependency)
                     trained[dependency], _ = workflow.train(
@@ -103,8 +104,7 @@ def run_benchmark(
                     )
                 pretrained[dependency] = trained[dependency]
         reset_peak_memory()
-        params = {**(model_params.get(name) or {}), **overrides}
-        model, report = workflow.train(name, params, split, pretrained=pretrained)
+        model, report = workflow.train(name, run_params[name], split, pretrained=pretrained)
         if not overrides:
             trained[name] = model
         evaluation = workflow.evaluate(model, split, candidates, config)
@@ -132,11 +132,6 @@ def run_benchmark(
         "wall_seconds": round(time.perf_counter() - started, 1),
         "models": results,
     }
-
-
-def _uses_pretraining(name: str, model_params: dict, overrides: dict) -> bool:
-    merged = {**(model_params.get(name) or {}), **overrides}
-    return bool(merged.get("pretrain", True))
 
 
 def parameters(project: Path, env: str) -> dict[str, Any]:

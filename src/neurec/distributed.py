@@ -37,8 +37,7 @@ from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from neurec.evaluation import make_validator
 from neurec.interactions import Interactions
-from neurec.models import registry
-from neurec.models.base import FitReport
+from neurec.models.base import FitReport, dependencies
 from neurec.training import Checkpoint, TorchRecommender, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -124,7 +123,7 @@ def train_worker(
         logging.basicConfig(level=logging.INFO, format="%(asctime)s rank 0 %(message)s")
     with ProcessGroup(model):
         validator = make_validator(train, validation) if validation is not None else None
-        report = model.fit(train, validator, None, checkpoint)
+        report = model.fit(train, validator, checkpoint)
         return (model.state(), report) if dist.get_rank() == 0 else None
 
 
@@ -197,8 +196,9 @@ def train_from_project(
     with KedroSession.create(project, env=env, runtime_params=params) as session:
         context = session.load_context()
         catalog, parameters = context.catalog, context.params
-        model_class = registry()[model_name]
-        pretrained = {name: catalog.load(f"{name}.model") for name in model_class.pretrained_from}
+        pretrained = {
+            name: catalog.load(f"{name}.model") for name in dependencies(model_name, parameters)
+        }
         model_params = parameters.get(model_name)
         backend = backend_for((model_params or {}).get("device", "auto"))
         timeout = (model_params or {}).get("distributed", {}).get("timeout_seconds", 600.0)

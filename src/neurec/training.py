@@ -145,10 +145,6 @@ class TorchRecommender(Recommender):
     ) -> torch.Tensor:
         """Scores for a batch of users, called in eval mode without gradients."""
 
-    def initialise_from(self, pretrained: Mapping[str, Recommender]) -> None:
-        """Copy weights from trained models named in ``pretrained_from`` (NeuMF)."""
-        raise NotImplementedError(f"model '{self.name}' takes no pre-trained models")
-
     def make_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config
         params = self.module.parameters()
@@ -166,11 +162,8 @@ class TorchRecommender(Recommender):
         self,
         train: Interactions,
         validator: Validator | None = None,
-        pretrained: Mapping[str, Recommender] | None = None,
         checkpoint: Checkpoint | None = None,
     ) -> FitReport:
-        if pretrained:
-            self.initialise_from(pretrained)
         return train_loop(self, train, validator, checkpoint)
 
     @torch.no_grad()
@@ -339,6 +332,36 @@ def broadcast_from_first(value: Any) -> Any:
     return holder[0]
 
 
+class EarlyStopping:
+    """The best epoch on validation NDCG@10 so far, its weights, and when to stop.
+
+    Without validation every epoch is the best (training keeps the last one) and runs its
+    whole budget. Used by every model that trains in epochs (the loop below, iALS sweeps).
+    """
+
+    def __init__(self, patience: int, validated: bool) -> None:
+        self.patience = patience
+        self.validated = validated
+        self.best_value = -math.inf
+        self.best_epoch = 0
+        self.epochs_since_best = 0
+        self.best_state: dict[str, torch.Tensor] | None = None
+
+    def update(self, epoch: int, metrics: Mapping[str, float], model: Recommender) -> bool:
+        """Record an epoch's validation metrics; True (and its weights kept) if it is the best."""
+        value = metrics.get(SELECTION_METRIC, -math.inf)
+        if self.validated and not value > self.best_value:  # NaN never improves
+            self.epochs_since_best += 1
+            return False
+        self.best_value, self.best_epoch, self.epochs_since_best = value, epoch, 0
+        self.best_state = model.state()
+        return True
+
+    @property
+    def stop(self) -> bool:
+        return self.validated and self.epochs_since_best >= self.patience
+
+
 def train_loop(
     model: TorchRecommender,
     train: Interactions,
@@ -380,7 +403,7 @@ def train_loop(
     else:
         step_loss = BatchLoss(model)
     report = FitReport()
-    best_value, best_state, epochs_since_best = -math.inf, None, 0
+    stopper = EarlyStopping(cfg.patience, validated=validator is not None)
     first_epoch, seconds_before = 1, 0.0
     saved = checkpoint.load(model.name) if checkpoint is not None and first else None
     saved = broadcast_from_first(saved)
@@ -392,9 +415,11 @@ def train_loop(
         if device.type == "cuda" and saved["cuda_rng"] is not None:
             torch.cuda.set_rng_state_all(saved["cuda_rng"])
         model.load_training_state(saved["training_state"])
-        best_value, epochs_since_best = saved["best_value"], saved["epochs_since_best"]
-        report.best_epoch, report.history = saved["best_epoch"], saved["history"]
-        best_state = saved["best_state"] if saved["best_state"] is not None else model.state()
+        stopper.best_value, stopper.best_epoch = saved["best_value"], saved["best_epoch"]
+        stopper.epochs_since_best, report.history = saved["epochs_since_best"], saved["history"]
+        stopper.best_state = (
+            saved["best_state"] if saved["best_state"] is not None else model.state()
+        )
         first_epoch, seconds_before = saved["epoch"] + 1, saved["seconds"]
         if first:
             logger.info(
@@ -435,15 +460,8 @@ def train_loop(
         entry = {"epoch": epoch, "loss": mean_loss, "seconds": train_seconds}
         entry.update({f"val_{k}": float(v) for k, v in metrics.items()})
         report.history.append(entry)
-        value = metrics.get(SELECTION_METRIC, -math.inf)
-        improved = validator is None or value > best_value  # no validator: keep the last
-        if improved:
-            best_value, epochs_since_best, report.best_epoch = value, 0, epoch
-            best_state = model.state()
-        else:
-            epochs_since_best += 1
-        stopping = validator is not None and epochs_since_best >= cfg.patience
-        if checkpoint is not None and not stopping and epoch < cfg.epochs:
+        improved = stopper.update(epoch, metrics, model)
+        if checkpoint is not None and not stopper.stop and epoch < cfg.epochs:
             torch_rng = torch.get_rng_state()
             torch_rngs = [torch_rng] * world_size
             if world_size > 1:
@@ -461,10 +479,11 @@ def train_loop(
                         if device.type == "cuda"
                         else None,
                         "training_state": model.training_state(),
-                        "best_value": best_value,
-                        "best_epoch": report.best_epoch,
-                        "best_state": None if improved else best_state,  # None: the weights
-                        "epochs_since_best": epochs_since_best,
+                        "best_value": stopper.best_value,
+                        "best_epoch": stopper.best_epoch,
+                        # None: the weights
+                        "best_state": None if improved else stopper.best_state,
+                        "epochs_since_best": stopper.epochs_since_best,
                         "history": report.history,
                     }
                 )
@@ -484,19 +503,19 @@ def train_loop(
                 eta,
                 " *" if improved and validator is not None else "",
             )
-        if stopping:
+        if stopper.stop:
             if first:
                 logger.info(
                     "%s: no validation gain for %d epochs; stopping, best epoch %d (%s %.4f)",
                     model.name,
                     cfg.patience,
-                    report.best_epoch,
+                    stopper.best_epoch,
                     SELECTION_METRIC,
-                    best_value,
+                    stopper.best_value,
                 )
             break
-    model.load_state(best_state)
-    report.epochs = epoch
+    model.load_state(stopper.best_state)
+    report.epochs, report.best_epoch = epoch, stopper.best_epoch
     report.train_seconds = time.perf_counter() - started
     if checkpoint is not None and first:
         checkpoint.remove()

@@ -64,7 +64,7 @@ def check_parameters(parameters: Mapping[str, Any], blocks: Iterable[str]) -> No
             model_configs[block] = build_config(models[block].config_class, params, block)
     # a model started from others (NeuMF from GMF and NCF) must fit their shapes
     for name, config in model_configs.items():
-        dependencies = models[name].pretrained_from
+        dependencies = models[name].pretrained_from(config)
         if dependencies and set(dependencies) <= set(model_configs):
             models[name].check_pretrained_configs(
                 config, {dependency: model_configs[dependency] for dependency in dependencies}

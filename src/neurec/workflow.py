@@ -112,7 +112,8 @@ def train(
     split's fingerprint, so that serving can refuse it on other data (``neurec.provenance``).
     ``<name>.distributed.world_size`` > 1 starts data-parallel workers from here.
     """
-    model = registry()[name].from_params(params, split.n_users, split.n_items)
+    pretrained = dict(pretrained or {})
+    model = registry()[name].from_params(params, split.n_users, split.n_items, pretrained)
     model.data_fingerprint = split.fingerprint
     logger.info(
         "%s: training on %d interactions (%d users, %d items)",
@@ -121,18 +122,15 @@ def train(
         split.n_users,
         split.n_items,
     )
-    pretrained = dict(pretrained or {})
     checkpoint = None  # one-pass models have nothing to resume
     if checkpoint_folder is not None and isinstance(model, TorchRecommender):
         key = training_key(model, (split.train, split.validation), pretrained)
         checkpoint = Checkpoint(Path(checkpoint_folder) / f"{name}.pt", key)
     if isinstance(model, TorchRecommender) and starts_workers(model):
-        if pretrained:
-            model.initialise_from(pretrained)
         return model, train_distributed(model, split.train, split.validation, checkpoint)
     validator = make_validator(split.train, split.validation)
     resume = {} if checkpoint is None else {"checkpoint": checkpoint}
-    return model, model.fit(split.train, validator, pretrained or None, **resume)
+    return model, model.fit(split.train, validator, **resume)
 
 
 def starts_workers(model: TorchRecommender) -> bool:

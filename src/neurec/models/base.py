@@ -44,8 +44,11 @@ class FitReport:
 class Recommender(ABC):
     """Scores items for users. Subclasses set ``name``, ``config_class`` and ``family``.
 
-    ``pretrained_from`` names registered models whose trained instances ``fit`` receives
-    (NeuMF initialised from GMF and MLP); the pipeline factory wires them as inputs.
+    :meth:`pretrained_from` names, for a config, the registered models whose trained
+    instances the model starts from (NeuMF with ``pretrain: true`` from GMF and NCF); they
+    are handed over on construction (``from_params(..., pretrained=...)``), so ``fit``
+    only ever takes the data. The pipeline factory reads the same declaration to train
+    them first and wire them in, and leaves them out when the config needs none.
 
     ``uses_history``: True when scores depend only on the history given to :meth:`score`
     (EASE, sequence models, autoencoders, most popular), so a user never seen in training
@@ -62,7 +65,6 @@ class Recommender(ABC):
     name: ClassVar[str]
     family: ClassVar[str] = "other"
     config_class: ClassVar[type]
-    pretrained_from: ClassVar[tuple[str, ...]] = ()
     uses_history: ClassVar[bool] = False
 
     def __init__(self, config: Any, n_users: int, n_items: int) -> None:
@@ -72,12 +74,7 @@ class Recommender(ABC):
         self.data_fingerprint: str | None = None
 
     @abstractmethod
-    def fit(
-        self,
-        train: Interactions,
-        validator: Validator | None = None,
-        pretrained: Mapping[str, Recommender] | None = None,
-    ) -> FitReport:
+    def fit(self, train: Interactions, validator: Validator | None = None) -> FitReport:
         """Learn from the training interactions; ``validator`` scores the validation users."""
 
     @abstractmethod
@@ -101,14 +98,46 @@ class Recommender(ABC):
         """Restore what :meth:`state` returned."""
 
     @classmethod
-    def from_params(cls, params: Mapping[str, Any] | None, n_users: int, n_items: int):
-        return cls(build_config(cls.config_class, params, cls.name), n_users, n_items)
+    def from_params(
+        cls,
+        params: Mapping[str, Any] | None,
+        n_users: int,
+        n_items: int,
+        pretrained: Mapping[str, Recommender] | None = None,
+    ) -> Recommender:
+        """The model of this parameters block, started from ``pretrained`` trained models.
+
+        ``pretrained`` must hold exactly the models the config declares
+        (:meth:`pretrained_from`); None builds the model without them (a saved model being
+        rebuilt loads its weights next).
+        """
+        config = build_config(cls.config_class, params, cls.name)
+        model = cls(config, n_users, n_items)
+        if pretrained is not None:
+            needed = cls.pretrained_from(config)
+            if set(pretrained) != set(needed):
+                raise ConfigError(
+                    f"parameter {cls.name}: this configuration starts from the trained models "
+                    f"{sorted(needed)}, got {sorted(pretrained)}"
+                )
+            if needed:
+                model.initialise_from(pretrained)
+        return model
+
+    @classmethod
+    def pretrained_from(cls, config: Any) -> tuple[str, ...]:
+        """Registered models whose trained instances this config starts from (default none)."""
+        return ()
+
+    def initialise_from(self, pretrained: Mapping[str, Recommender]) -> None:
+        """Take the weights of the trained models that :meth:`pretrained_from` names."""
+        raise ConfigError(f"model '{self.name}' takes no pre-trained models")
 
     @classmethod
     def check_pretrained_configs(cls, config: Any, pretrained: Mapping[str, Any]) -> None:
         """Raise ``ConfigError`` if ``config`` cannot start from models of these configs.
 
-        ``pretrained`` maps the names in ``pretrained_from`` to their configs. Called
+        ``pretrained`` maps the names :meth:`pretrained_from` gives to their configs. Called
         before a run trains anything, and again when the trained models are handed over.
         The default accepts any: most models start from nothing.
         """
@@ -221,12 +250,17 @@ def registry() -> dict[str, type[Recommender]]:
     return dict(_REGISTRY)
 
 
-def with_dependencies(names: list[str]) -> list[str]:
-    """The models plus, recursively, those they are initialised from (dependencies first)."""
+def with_dependencies(names: list[str], parameters: Mapping[str, Any] | None = None) -> list[str]:
+    """The models plus, recursively, those their configs start from (dependencies first).
+
+    ``parameters``: the run's parameters, one block per model; a model whose block is
+    missing or invalid counts with its defaults (the parameter check stops a run with an
+    invalid block before its first node, :mod:`neurec.validation`).
+    """
     ordered: list[str] = []
 
     def visit(name: str) -> None:
-        for dependency in _REGISTRY[name].pretrained_from:
+        for dependency in dependencies(name, parameters):
             visit(dependency)
         if name not in ordered:
             ordered.append(name)
@@ -234,3 +268,13 @@ def with_dependencies(names: list[str]) -> list[str]:
     for name in names:
         visit(name)
     return ordered
+
+
+def dependencies(name: str, parameters: Mapping[str, Any] | None = None) -> tuple[str, ...]:
+    """What the registered model ``name`` starts from under ``parameters[name]``."""
+    model_class = _REGISTRY[name]
+    try:
+        config = build_config(model_class.config_class, (parameters or {}).get(name), name)
+    except ConfigError:
+        config = model_class.config_class()
+    return model_class.pretrained_from(config)

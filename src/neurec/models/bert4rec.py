@@ -30,14 +30,16 @@ import torch
 from torch import nn
 
 from neurec.interactions import Histories, Interactions
-from neurec.models.base import register
+from neurec.models.base import check_choice, check_positive, register
+from neurec.models.losses import FullSoftmax, SampledSoftmax, SequenceLoss
 from neurec.models.transformer import (
     SequenceRecommender,
     TransformerConfig,
     TransformerEncoder,
-    full_softmax_loss,
     recent_items,
 )
+
+LOSSES = ("ce", "sampled_ce")
 
 
 @dataclass
@@ -57,9 +59,15 @@ class BERT4RecConfig(TransformerConfig):
     batch_size: int = 64
     learning_rate: float = 2e-3
     patience: int = 10
+    # ce: softmax over every item at the masked positions; sampled_ce: against
+    # sampled_negatives items per sequence, for catalogues too large for that
+    loss: str = "ce"
+    sampled_negatives: int = 3000
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_choice("loss", self.loss, LOSSES)
+        check_positive("sampled_negatives", self.sampled_negatives)
         if self.max_len < 2:
             raise ValueError(f"max_len: needs room for the history and [MASK], got {self.max_len}")
         if not 0.0 < self.mask_prob < 1.0:
@@ -92,6 +100,11 @@ class BERT4RecModule(nn.Module):
     def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head(hidden) @ self.encoder.item_vectors(self.n_items).T + self.output_bias
 
+    def candidate_scores(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``[.., W, C]`` scores of shifted item ids ``items [.., C]`` for ``hidden [.., W, d]``."""
+        vectors = self.encoder.item_embedding(items).transpose(-1, -2)
+        return self.head(hidden) @ vectors + self.output_bias[items - 1][..., None, :]
+
 
 @register
 class BERT4Rec(SequenceRecommender):
@@ -107,10 +120,16 @@ class BERT4Rec(SequenceRecommender):
     def build_module(self) -> nn.Module:
         return BERT4RecModule(self.n_items, self.config)
 
+    def build_loss(self) -> SequenceLoss:
+        if self.config.loss == "sampled_ce":
+            return SampledSoftmax(self.config.sampled_negatives)
+        return FullSoftmax()
+
     def training_batches(
         self, train: Interactions, rng: np.random.Generator
     ) -> Iterator[tuple[torch.Tensor, ...]]:
-        for _, seqs in self.sequence_batches(train, rng, self.config.max_len, min_length=1):
+        sample = self.loss.sampler(train)
+        for users, seqs in self.sequence_batches(train, rng, self.config.max_len, min_length=1):
             masked = (rng.random(seqs.shape) < self.config.mask_prob) & (seqs > 0)
             last_only = rng.random(len(seqs)) < self.config.last_item_share
             masked[last_only] = False
@@ -118,12 +137,16 @@ class BERT4Rec(SequenceRecommender):
             # test-time task); the last column always holds an item (left padding)
             masked[last_only | ~masked.any(axis=1), -1] = True
             inputs = np.where(masked, self.mask_token, seqs)
-            yield torch.as_tensor(inputs), torch.as_tensor(seqs), torch.as_tensor(masked)
+            yield (
+                torch.as_tensor(inputs),
+                torch.as_tensor(seqs),
+                torch.as_tensor(masked),
+                *sample(users, seqs.shape[1], rng),
+            )
 
     def batch_loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        inputs, seqs, masked = batch
-        hidden = self.module(inputs)
-        return full_softmax_loss(self.module, hidden[masked], seqs[masked])
+        inputs, seqs, masked, *samples = batch
+        return self.loss(self.module, self.module(inputs), seqs, masked, *samples)
 
     def inference_sequences(self, histories: Histories, users: np.ndarray) -> np.ndarray:
         recent = recent_items(histories, users, self.config.max_len - 1)

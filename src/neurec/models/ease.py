@@ -45,12 +45,7 @@ class EASE(Recommender):
         super().__init__(config, n_users, n_items)
         self.weights = torch.zeros(n_items, n_items)
 
-    def fit(
-        self,
-        train: Interactions,
-        validator: Validator | None = None,
-        pretrained: Mapping[str, Recommender] | None = None,
-    ) -> FitReport:
+    def fit(self, train: Interactions, validator: Validator | None = None) -> FitReport:
         started = time.perf_counter()
         x = train.matrix()
         gram = torch.as_tensor((x.T @ x).toarray(), dtype=torch.float64)

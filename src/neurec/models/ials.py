@@ -30,7 +30,7 @@ from neurec.models.base import (
     gather_items,
     register,
 )
-from neurec.training import SELECTION_METRIC
+from neurec.training import SELECTION_METRIC, EarlyStopping
 
 logger = logging.getLogger(__name__)
 
@@ -63,12 +63,7 @@ class IALS(Recommender):
         self.user_factors = torch.zeros(n_users, config.factors)
         self.item_factors = torch.zeros(n_items, config.factors)
 
-    def fit(
-        self,
-        train: Interactions,
-        validator: Validator | None = None,
-        pretrained: Mapping[str, Recommender] | None = None,
-    ) -> FitReport:
+    def fit(self, train: Interactions, validator: Validator | None = None) -> FitReport:
         cfg = self.config
         # implicit scales the matrix by alpha: confidence 1 + alpha on observed pairs
         confidence = train.matrix() * (1.0 + cfg.alpha)
@@ -80,7 +75,7 @@ class IALS(Recommender):
         )
         report = FitReport()
         started = time.perf_counter()
-        best, since_best = -np.inf, 0
+        stopper = EarlyStopping(cfg.patience, validated=validator is not None)
         for epoch in range(1, cfg.epochs + 1):
             epoch_start = time.perf_counter()
             with threadpool_limits(1, "blas"):  # implicit parallelises itself; BLAS must not
@@ -92,24 +87,20 @@ class IALS(Recommender):
             report.history.append(
                 {"epoch": epoch, "seconds": seconds, **{f"val_{k}": v for k, v in metrics.items()}}
             )
-            value = metrics.get(SELECTION_METRIC, -np.inf)
             logger.info(
                 "ials sweep %d/%d val %s %.4f (%.1fs)",
                 epoch,
                 cfg.epochs,
                 SELECTION_METRIC,
-                value,
+                metrics.get(SELECTION_METRIC, -np.inf),
                 seconds,
             )
-            if validator is None or value > best:
-                best, since_best, report.best_epoch = value, 0, epoch
-                best_state = self.state()  # fresh tensors each sweep: no copy needed
-            else:
-                since_best += 1
-                if since_best >= cfg.patience:
-                    break
-        self.load_state(best_state)
-        report.epochs = epoch
+            # state() holds this sweep's tensors, new each sweep: the best needs no copy
+            stopper.update(epoch, metrics, self)
+            if stopper.stop:
+                break
+        self.load_state(stopper.best_state)
+        report.epochs, report.best_epoch = epoch, stopper.best_epoch
         report.train_seconds = time.perf_counter() - started
         return report
 

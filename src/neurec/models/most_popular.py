@@ -39,12 +39,7 @@ class MostPopular(Recommender):
         super().__init__(config, n_users, n_items)
         self.popularity = torch.zeros(n_items)
 
-    def fit(
-        self,
-        train: Interactions,
-        validator: Validator | None = None,
-        pretrained: Mapping[str, Recommender] | None = None,
-    ) -> FitReport:
+    def fit(self, train: Interactions, validator: Validator | None = None) -> FitReport:
         started = time.perf_counter()
         self.popularity = torch.as_tensor(train.item_counts(), dtype=torch.float32)
         return one_shot_report(self, validator, started)

@@ -23,7 +23,7 @@ from neurec.models.base import FitReport, Recommender, Validator, check_positive
 from neurec.models.gmf import GMF, GMFLayer
 from neurec.models.ncf import NCF, MLPLayers, check_layers
 from neurec.models.ncf_training import NCFFamilyRecommender, NCFTrainingConfig, PredictionNet
-from neurec.training import Checkpoint, train_loop
+from neurec.training import Checkpoint
 
 
 @dataclass
@@ -48,7 +48,16 @@ class NeuMF(NCFFamilyRecommender):
     name = "neumf"
     config_class = NeuMFConfig
     config: NeuMFConfig
-    pretrained_from = ("gmf", "ncf")
+
+    def __init__(self, config: NeuMFConfig, n_users: int, n_items: int) -> None:
+        super().__init__(config, n_users, n_items)
+        # pre-training's SGD step size suits copied weights only: never fine-tune from a
+        # random start because GMF and NCF were not handed over
+        self.initialised = False
+
+    @classmethod
+    def pretrained_from(cls, config: NeuMFConfig) -> tuple[str, ...]:
+        return ("gmf", "ncf") if config.pretrain else ()
 
     def build_module(self) -> nn.Module:
         cfg = self.config
@@ -63,12 +72,19 @@ class NeuMF(NCFFamilyRecommender):
         self,
         train: Interactions,
         validator: Validator | None = None,
-        pretrained: Mapping[str, Recommender] | None = None,
         checkpoint: Checkpoint | None = None,
     ) -> FitReport:
-        if self.config.pretrain:  # without it, given models are ignored: from scratch
-            self.initialise_from(pretrained or {})
-        return train_loop(self, train, validator, checkpoint)
+        if self.config.pretrain and not self.initialised:
+            raise ConfigError(
+                "parameter neumf.pretrain: true needs the trained 'gmf' and 'ncf' models, "
+                "handed over on construction (NeuMF.from_params(..., pretrained={'gmf': ..., "
+                "'ncf': ...})); train them first or set neumf.pretrain: false"
+            )
+        return super().fit(train, validator, checkpoint)
+
+    def load_state(self, state: Mapping[str, torch.Tensor]) -> None:
+        super().load_state(state)
+        self.initialised = True
 
     @classmethod
     def check_pretrained_configs(cls, config: NeuMFConfig, pretrained: Mapping[str, Any]) -> None:
@@ -88,9 +104,8 @@ class NeuMF(NCFFamilyRecommender):
         gmf, mlp = pretrained.get("gmf"), pretrained.get("ncf")
         if not isinstance(gmf, GMF) or not isinstance(mlp, NCF):
             raise ConfigError(
-                "parameter neumf.pretrain: true needs the trained 'gmf' and 'ncf' models "
-                f"passed to fit(pretrained=...), got {sorted(pretrained)}; train them first "
-                "or set neumf.pretrain: false"
+                "parameter neumf.pretrain: true needs the trained 'gmf' and 'ncf' models, "
+                f"got {sorted(pretrained)}; train them first or set neumf.pretrain: false"
             )
         cfg = self.config
         self.check_pretrained_configs(cfg, {"gmf": gmf.config, "ncf": mlp.config})
@@ -109,6 +124,7 @@ class NeuMF(NCFFamilyRecommender):
                 torch.cat([alpha * gmf.module.out.weight, (1 - alpha) * mlp.module.out.weight], 1)
             )
             net.out.bias.copy_(alpha * gmf.module.out.bias + (1 - alpha) * mlp.module.out.bias)
+        self.initialised = True
 
     def make_optimizer(self) -> torch.optim.Optimizer:
         cfg = self.config

@@ -23,23 +23,14 @@ the items), so padding never enters the recurrent state that the items' outputs 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from neurec.interactions import Interactions
 from neurec.models.base import check_choice, check_positive, register
-from neurec.models.transformer import (
-    SequenceConfig,
-    SequenceRecommender,
-    check_dropout,
-    full_softmax_loss,
-    next_item_targets,
-)
+from neurec.models.losses import FullSoftmax, InBatchSoftmax, SequenceLoss
+from neurec.models.transformer import SequenceConfig, SequenceRecommender, check_dropout
 
 CELLS = ("gru", "lstm")
 
@@ -119,6 +110,11 @@ class RNNModule(nn.Module):
     def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden @ self.output_embedding.weight[1:].T + self.output_bias
 
+    def candidate_scores(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
+        """``[.., W, C]`` scores of shifted item ids ``items [.., C]`` for ``hidden [.., W, d]``."""
+        vectors = self.output_embedding(items).transpose(-1, -2)
+        return hidden @ vectors + self.output_bias[items - 1][..., None, :]
+
 
 @register
 class RNN(SequenceRecommender):
@@ -131,31 +127,8 @@ class RNN(SequenceRecommender):
     def build_module(self) -> nn.Module:
         return RNNModule(self.n_items, self.config)
 
-    def training_batches(
-        self, train: Interactions, rng: np.random.Generator
-    ) -> Iterator[tuple[torch.Tensor, ...]]:
+    def build_loss(self) -> SequenceLoss:
         cfg = self.config
-        weights = train.item_counts().astype(np.float64) ** cfg.sample_alpha
-        weights /= weights.sum()
-        for _, seqs in self.sequence_batches(train, rng, cfg.max_len + 1, min_length=2):
-            if cfg.n_sample == 0:
-                yield (torch.as_tensor(seqs),)
-            else:
-                extra = rng.choice(self.n_items, size=cfg.n_sample, p=weights) + 1
-                yield torch.as_tensor(seqs), torch.as_tensor(extra)
-
-    def batch_loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        inputs, targets, valid = next_item_targets(batch[0])
-        hidden = self.module(inputs)[valid]
-        targets = targets[valid]
-        if self.config.n_sample == 0:
-            return full_softmax_loss(self.module, hidden, targets)
-        # sampled softmax over in-batch targets + the extra popularity samples
-        in_batch, target_column = torch.unique(targets, return_inverse=True)
-        candidates = torch.cat([in_batch, batch[1]])
-        vectors = self.module.output_embedding(candidates)
-        logits = hidden @ vectors.T + self.module.output_bias[candidates - 1]
-        # an extra sample that is the row's own target is not a negative
-        duplicate = torch.zeros_like(logits, dtype=torch.bool)
-        duplicate[:, len(in_batch) :] = batch[1][None, :] == targets[:, None]
-        return F.cross_entropy(logits.masked_fill(duplicate, -torch.inf), target_column)
+        if cfg.n_sample == 0:
+            return FullSoftmax()
+        return InBatchSoftmax(cfg.n_sample, cfg.sample_alpha, self.n_items)

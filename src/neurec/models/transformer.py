@@ -26,6 +26,7 @@ from torch import nn
 
 from neurec.interactions import Histories, Interactions
 from neurec.models.base import check_positive
+from neurec.models.losses import FullSoftmax, SequenceLoss
 from neurec.training import TorchConfig, TorchRecommender
 
 # --- configs -----------------------------------------------------------------------------
@@ -76,13 +77,37 @@ def check_dropout(field_name: str, value: float) -> None:
 
 
 class SequenceRecommender(TorchRecommender):
-    """Base of the sequential models: user batches of padded sequences and last-column scoring.
+    """Base of the sequential models: user batches of padded sequences, a loss object
+    (:mod:`neurec.models.losses`) and last-column scoring.
 
-    ``self.module(seqs) -> [B, L, d]`` and ``self.module.item_scores(hidden) -> [.., n_items]``.
+    ``self.module(seqs) -> [B, L, d]``, ``self.module.item_scores(hidden) -> [.., n_items]``
+    and ``self.module.candidate_scores(hidden, items)``. By default a model learns to
+    predict the next item at every position; BERT4Rec overrides the batches (cloze).
     """
 
     config: SequenceConfig
     uses_history = True  # no user vector: scores read only the items of the history
+
+    def __init__(self, config: SequenceConfig, n_users: int, n_items: int) -> None:
+        super().__init__(config, n_users, n_items)
+        self.loss = self.build_loss()
+
+    def build_loss(self) -> SequenceLoss:
+        """The training objective the config chooses (default: full softmax)."""
+        return FullSoftmax()
+
+    def training_batches(
+        self, train: Interactions, rng: np.random.Generator
+    ) -> Iterator[tuple[torch.Tensor, ...]]:
+        sample = self.loss.sampler(train)
+        width = self.config.max_len + 1  # max_len inputs, each with its next item
+        for users, seqs in self.sequence_batches(train, rng, width, min_length=2):
+            # one target per input column; a batch of short histories is narrower than max_len
+            yield (torch.as_tensor(seqs), *sample(users, seqs.shape[1] - 1, rng))
+
+    def batch_loss(self, batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
+        inputs, targets, valid = next_item_targets(batch[0])
+        return self.loss(self.module, self.module(inputs), targets, valid, *batch[1:])
 
     def sequence_batches(
         self, train: Interactions, rng: np.random.Generator, width: int, min_length: int
@@ -134,17 +159,6 @@ def next_item_targets(seqs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, t
     """
     inputs, targets = seqs[:, :-1], seqs[:, 1:]
     return inputs, targets, inputs > 0
-
-
-def full_softmax_loss(
-    module: nn.Module, hidden: torch.Tensor, targets: torch.Tensor
-) -> torch.Tensor:
-    """Cross-entropy over every item of ``hidden [P, d]`` against shifted ids ``targets [P]``.
-
-    Full softmax: the proper negatives (every other item) that sampled re-implementations
-    approximate badly (Hidasi & Czapp 2023; Klenitskiy & Vasilev, RecSys 2023).
-    """
-    return F.cross_entropy(module.item_scores(hidden), targets - 1)
 
 
 # --- the Transformer ---------------------------------------------------------------------

@@ -1,24 +1,26 @@
 """One pipeline template, instantiated per registered model in its own namespace."""
 
+from collections.abc import Mapping
 from functools import partial, update_wrapper
+from typing import Any
 
 from kedro.pipeline import Pipeline, node
 
-from neurec.models import registry
+from neurec.models.base import dependencies
 from neurec.pipelines.modeling.nodes import evaluate_model, train_model
 
 SHARED_INPUTS = {"split", "test_candidates", "training_checkpoints"}
 
 
-def create_pipeline(model_name: str) -> Pipeline:
+def create_pipeline(model_name: str, parameters: Mapping[str, Any] | None = None) -> Pipeline:
     """``<model>.train`` and ``<model>.evaluate`` nodes, parameters from ``params:<model>``.
 
-    A model that is initialised from others (``pretrained_from``) takes their trained
+    A model whose config (in the run's ``parameters``) starts from others
+    (``pretrained_from``: NeuMF with ``pretrain: true``) takes their trained
     ``<other>.model`` datasets as extra inputs, so the DAG shows the dependency.
     """
-    model_class = registry()[model_name]
     train = update_wrapper(partial(train_model, model_name=model_name), train_model)
-    pretrained = {name: f"{name}.model" for name in model_class.pretrained_from}
+    pretrained = {name: f"{name}.model" for name in dependencies(model_name, parameters)}
     template = Pipeline(
         [
             node(
