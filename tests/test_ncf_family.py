@@ -186,7 +186,8 @@ def test_parameters_file_lists_every_field_and_names_the_paper_value_it_departs_
     defaults = dataclasses.asdict(model_class.config_class())
     configured = dataclasses.asdict(model_class.from_params(block, 3, 3).config)
     assert set(block) == set(defaults)
-    lines = {line.split(":")[0].strip(): line for line in conf.read_text().splitlines()}
+    text = conf.read_text().split(f"\n{name}_search_space:")[0]  # the model's block
+    lines = {line.split(":")[0].strip(): line for line in text.splitlines()}
     for field, value in configured.items():
         if value != defaults[field]:
             paper = defaults[field]
