@@ -158,6 +158,20 @@ def test_neumf_pretraining_errors_are_clear(tiny, pretrained):
         deeper.initialise_from(pretrained)
 
 
+@pytest.mark.parametrize("name", ["ncf", "neumf"])
+def test_mlp_dropout_acts_in_training_only(name):
+    sizes = {"layers": [16, 8], **({"factors": 4} if name == "neumf" else {})}
+    model = make(name, 5, 7, **sizes, dropout=0.5)
+    users, items = torch.arange(5), torch.arange(7)[None, :].expand(5, 7)
+    model.module.train()
+    assert not torch.equal(model.module(users, items), model.module(users, items))
+    model.module.eval()
+    assert torch.equal(model.module(users, items), model.module(users, items))
+    without = make(name, 5, 7, **sizes)  # same seed: the same weights
+    without.module.eval()
+    assert torch.equal(model.module(users, items), without.module(users, items))
+
+
 @pytest.mark.parametrize(
     ("name", "params", "field"),
     [
@@ -169,6 +183,8 @@ def test_neumf_pretraining_errors_are_clear(tiny, pretrained):
         ("gmf", {"loss": "hinge"}, "gmf.loss"),
         ("ncf", {"negatives": 0}, "ncf.negatives"),
         ("gmf", {"learning_rate": -1.0}, "gmf.learning_rate"),
+        ("ncf", {"dropout": 1.0}, "ncf.dropout"),
+        ("neumf", {"dropout": -0.1}, "neumf.dropout"),
     ],
 )
 def test_bad_parameters_name_the_field(name, params, field):
