@@ -4,6 +4,7 @@ configuration written as a parameters file that builds the same config."""
 from __future__ import annotations
 
 import dataclasses
+import shutil
 from pathlib import Path
 
 import mlflow
@@ -97,7 +98,9 @@ class NeverRead(AbstractDataset):
         return {}
 
 
-def test_the_tune_node_never_reads_test_data_and_logs_a_child_run_per_trial(tiny, tmp_path):
+def test_the_tune_node_never_reads_test_data_and_logs_a_child_run_per_trial(
+    tiny, tmp_path, empty_mlflow_store
+):
     split, _, _ = tiny
     pipeline = register_pipelines()["tune"]
     assert not {"test", "test_candidates"} & set(pipeline.all_inputs())
@@ -116,6 +119,7 @@ def test_the_tune_node_never_reads_test_data_and_logs_a_child_run_per_trial(tiny
             "test_candidates": NeverRead(),
         }
     )
+    shutil.copy(empty_mlflow_store, tmp_path / "mlflow.db")  # its tables made already
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
         with mlflow.start_run() as parent:
