@@ -122,7 +122,9 @@ def test_the_tune_node_never_reads_test_data_and_logs_a_child_run_per_trial(
     shutil.copy(empty_mlflow_store, tmp_path / "mlflow.db")  # its tables made already
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path / 'mlflow.db'}")
     try:
-        with mlflow.start_run() as parent:
+        # an experiment of this store: an earlier test may have left another one active
+        experiment = mlflow.create_experiment("tuning-test")
+        with mlflow.start_run(experiment_id=experiment) as parent:
             SequentialRunner().run(pipeline.only_nodes("tune"), catalog)
         client = mlflow.MlflowClient()
         children = client.search_runs(
