@@ -254,13 +254,20 @@ class TrialTracker:
     (``kedro run``'s); without an active run (plain Python) nothing is logged."""
 
     def __init__(self, model: str, study_name: str) -> None:
-        self.enabled = mlflow.active_run() is not None
+        parent = mlflow.active_run()
+        self.enabled = parent is not None
+        # the parent's experiment, not whichever is active: the two may differ
+        self.experiment = None if parent is None else parent.info.experiment_id
         self.model, self.study_name = model, study_name
 
     def start(self, trial: optuna.Trial, values: Mapping[str, Any]) -> None:
         if not self.enabled:
             return
-        mlflow.start_run(run_name=f"{self.model} trial {trial.number}", nested=True)
+        mlflow.start_run(
+            run_name=f"{self.model} trial {trial.number}",
+            nested=True,
+            experiment_id=self.experiment,
+        )
         mlflow.set_tags(
             {
                 "neurec.model": self.model,
