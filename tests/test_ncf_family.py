@@ -166,6 +166,20 @@ def test_neumf_declares_its_dependencies_on_its_config():
     assert registry()["gmf"].pretrained_from(registry()["gmf"].config_class()) == ()
 
 
+@pytest.mark.parametrize("name", ["ncf", "neumf"])
+def test_mlp_dropout_acts_in_training_only(name):
+    sizes = {"layers": [16, 8], **({"factors": 4} if name == "neumf" else {})}
+    model = make(name, 5, 7, **sizes, dropout=0.5)
+    users, items = torch.arange(5), torch.arange(7)[None, :].expand(5, 7)
+    model.module.train()
+    assert not torch.equal(model.module(users, items), model.module(users, items))
+    model.module.eval()
+    assert torch.equal(model.module(users, items), model.module(users, items))
+    without = make(name, 5, 7, **sizes)  # same seed: the same weights
+    without.module.eval()
+    assert torch.equal(model.module(users, items), without.module(users, items))
+
+
 @pytest.mark.parametrize(
     ("name", "params", "field"),
     [
@@ -177,6 +191,8 @@ def test_neumf_declares_its_dependencies_on_its_config():
         ("gmf", {"loss": "hinge"}, "gmf.loss"),
         ("ncf", {"negatives": 0}, "ncf.negatives"),
         ("gmf", {"learning_rate": -1.0}, "gmf.learning_rate"),
+        ("ncf", {"dropout": 1.0}, "ncf.dropout"),
+        ("neumf", {"dropout": -0.1}, "neumf.dropout"),
     ],
 )
 def test_bad_parameters_name_the_field(name, params, field):
@@ -194,7 +210,8 @@ def test_parameters_file_lists_every_field_and_names_the_paper_value_it_departs_
     defaults = dataclasses.asdict(model_class.config_class())
     configured = dataclasses.asdict(model_class.from_params(block, 3, 3).config)
     assert set(block) == set(defaults)
-    lines = {line.split(":")[0].strip(): line for line in conf.read_text().splitlines()}
+    text = conf.read_text().split(f"\n{name}_search_space:")[0]  # the model's block
+    lines = {line.split(":")[0].strip(): line for line in text.splitlines()}
     for field, value in configured.items():
         if value != defaults[field]:
             paper = defaults[field]

@@ -248,11 +248,12 @@ class Atomic(AbstractDataset):
 
 
 class CheckpointFolder(AbstractDataset[None, Path]):
-    """Read-only: hands the train nodes the folder for ``<model>.pt`` checkpoints.
+    """Read-only: hands a node a folder it writes in itself, in the middle of its work.
 
-    The training loop writes a checkpoint in the middle of a node, after every epoch, and
-    removes it when training ends, so it is no node's output; this entry puts the folder
-    in the catalog (its path relative to the project, like every other file).
+    The training loop writes a checkpoint (``<model>.pt``) after every epoch and removes it
+    when training ends; Optuna writes its study after every trial (``neurec.tuning``). So
+    they are no node's output; this entry puts the folder in the catalog (its path
+    relative to the project, like every other file).
     """
 
     def __init__(self, path: str) -> None:

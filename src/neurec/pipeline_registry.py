@@ -4,7 +4,8 @@ For every registered model ``m``: ``kedro run --pipeline=m`` runs ingest -> spli
 models ``m``'s config starts from (if any) -> ``m`` -> evaluate -> report. Each model
 family (e.g. ``baselines``) gets a pipeline too, and ``__default__`` runs every model.
 ``recommend`` writes top-K items for every user from the trained model named by the
-``recommend.model`` parameter.
+``recommend.model`` parameter. ``tune`` searches hyper-parameters of the model named by
+``tune.model`` on validation (``neurec.tuning``).
 
 Which models a pipeline trains depends on the parameters: NeuMF with ``neumf.pretrain:
 true`` starts from GMF and NCF, so ``--pipeline=neumf`` trains them first; with false it
@@ -32,6 +33,7 @@ from neurec.pipelines.data.pipeline import create_pipeline as data_pipeline
 from neurec.pipelines.modeling.pipeline import create_pipeline as model_pipeline
 from neurec.pipelines.recommend.pipeline import create_pipeline as recommend_pipeline
 from neurec.pipelines.reporting.pipeline import create_pipeline as report_pipeline
+from neurec.pipelines.tuning.pipeline import create_pipeline as tune_pipeline
 
 # the parameters of the session that created a context last (see PipelineParametersHooks)
 _session_parameters: dict[str, Any] = {}
@@ -59,9 +61,10 @@ def register_pipelines(parameters: Mapping[str, Any] | None = None) -> dict[str,
         if family in pipelines:
             raise ValueError(f"model family '{family}' has the same name as a model")
         pipelines[family] = end_to_end(names, parameters)
-    if "recommend" in pipelines:
-        raise ValueError("a model or family is named 'recommend', like the recommend pipeline")
-    pipelines["recommend"] = recommend_pipeline()
+    for fixed, create in (("recommend", recommend_pipeline), ("tune", tune_pipeline)):
+        if fixed in pipelines:
+            raise ValueError(f"a model or family is named '{fixed}', like the {fixed} pipeline")
+        pipelines[fixed] = create()
     pipelines["__default__"] = end_to_end(list(models), parameters)
     return pipelines
 

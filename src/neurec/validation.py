@@ -5,7 +5,8 @@ its inputs are ready: a bad ``neumf`` value would stop the run after GMF and NCF
 trained, a bad protocol after EASE has saved a model. This hook builds, before the first
 node, the config of every block the pipeline being run reads (``params:<block>`` inputs):
 ``data`` (its top-level keys; the chosen source checks its own sub-block when it loads),
-``split``, ``evaluation``, ``report``, ``recommend``, ``training`` and each model's block.
+``split``, ``evaluation``, ``report``, ``recommend``, ``training``, each model's block, and
+``tune`` (with the tuned model's block and search space, ``neurec.tuning``).
 A bad value stops the run with the same ``ConfigError`` the node would raise; nothing is
 written.
 """
@@ -27,6 +28,7 @@ from neurec.pipelines.reporting.nodes import ReportConfig
 from neurec.sources import check_data_params
 from neurec.split import SplitConfig
 from neurec.training import TrainingConfig
+from neurec.tuning import Tuning
 
 PARAMS_PREFIX = "params:"
 # parameter block -> the config its node builds (models: their own config_class)
@@ -58,6 +60,8 @@ def check_parameters(parameters: Mapping[str, Any], blocks: Iterable[str]) -> No
         params = parameters.get(block)
         if block == "data":
             check_data_params(params or {})
+        elif block == "tune":  # reads the model it names and that model's search space
+            Tuning.from_parameters(parameters)
         elif block in BLOCK_CONFIGS:
             build_config(BLOCK_CONFIGS[block], params, block)
         elif block in models:
@@ -76,4 +80,7 @@ class ParameterValidationHooks:
     def before_pipeline_run(
         self, run_params: dict[str, Any], pipeline: Pipeline, catalog: CatalogProtocol
     ) -> None:
-        check_parameters(catalog.load("parameters"), parameter_blocks(pipeline))
+        parameters = catalog.load("parameters")
+        # a node that reads every parameter (the tune node) gets every block checked
+        reads_all = "parameters" in pipeline.inputs()
+        check_parameters(parameters, parameters if reads_all else parameter_blocks(pipeline))

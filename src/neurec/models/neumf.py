@@ -23,6 +23,7 @@ from neurec.models.base import FitReport, Recommender, Validator, check_positive
 from neurec.models.gmf import GMF, GMFLayer
 from neurec.models.ncf import NCF, MLPLayers, check_layers
 from neurec.models.ncf_training import NCFFamilyRecommender, NCFTrainingConfig, PredictionNet
+from neurec.models.transformer import check_dropout
 from neurec.training import Checkpoint
 
 
@@ -33,6 +34,7 @@ class NeuMFConfig(NCFTrainingConfig):
     pretrain: bool = True
     alpha: float = 0.5  # the GMF share of the pre-trained output layer
     finetune_learning_rate: float = 0.05  # SGD step size after pre-training
+    dropout: float = 0.0  # on the MLP tower's layer inputs (the paper has none)
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -41,6 +43,7 @@ class NeuMFConfig(NCFTrainingConfig):
         if not 0.0 <= self.alpha <= 1.0:
             raise ValueError(f"alpha: expected a value in [0, 1], got {self.alpha!r}")
         check_positive("finetune_learning_rate", self.finetune_learning_rate)
+        check_dropout("dropout", self.dropout)
 
 
 @register
@@ -64,7 +67,7 @@ class NeuMF(NCFFamilyRecommender):
         return PredictionNet(
             {
                 "gmf": GMFLayer(self.n_users, self.n_items, cfg.factors),
-                "mlp": MLPLayers(self.n_users, self.n_items, cfg.layers),
+                "mlp": MLPLayers(self.n_users, self.n_items, cfg.layers, cfg.dropout),
             }
         )
 

@@ -1,0 +1,1 @@
+"""Hyper-parameter search (neurec.tuning) as a Kedro pipeline."""
