@@ -4,12 +4,19 @@ from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
 from neurec.hooks import MlflowTrackingHooks
+from neurec.pipelines.reporting.hooks import ReportLocationHooks
 from neurec.run_guard import RunGuardHooks
 from neurec.validation import ParameterValidationHooks
 
 # pluggy calls the hooks of one priority last-registered first: the parameter check runs
-# before the run lock is taken, so a refused run leaves nothing behind, not even the lock
-HOOKS = (MlflowTrackingHooks(), RunGuardHooks(), ParameterValidationHooks())
+# before the run lock is taken, so a refused run leaves nothing behind, not even the lock;
+# where the report is comes last of all
+HOOKS = (
+    ReportLocationHooks(),
+    MlflowTrackingHooks(),
+    RunGuardHooks(),
+    ParameterValidationHooks(),
+)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

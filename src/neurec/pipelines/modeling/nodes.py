@@ -17,6 +17,7 @@ from neurec.models import Recommender, registry
 from neurec.models.base import build_config
 from neurec.pipelines.data.nodes import to_interactions
 from neurec.provenance import split_fingerprint
+from neurec.report.results import run_record
 from neurec.training import (
     Checkpoint,
     TorchRecommender,
@@ -129,5 +130,6 @@ def evaluate_model(
         "evaluation_seconds": seconds,
         "metrics": summary,
         "history": fit_report["history"],
+        **run_record(model, config),  # split, candidates, time, parameters: for later reports
     }
     return result, per_user

@@ -1,4 +1,5 @@
-"""The report nodes, fed with the results of whichever models a pipeline trains."""
+"""The report nodes, fed with the results of whichever models a pipeline trains and the
+results earlier runs saved on the same split (``saved_results``)."""
 
 from collections.abc import Iterable
 
@@ -12,6 +13,7 @@ def create_pipeline(model_names: Iterable[str]) -> Pipeline:
         "dataset_stats": "dataset_stats",
         "evaluation_params": "params:evaluation",
         "report_params": "params:report",
+        "saved_results": "saved_results",
     }
     for name in model_names:  # split again by model in nodes.split_model_inputs
         inputs[f"{name}__results"] = f"{name}.results"
