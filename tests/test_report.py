@@ -170,7 +170,7 @@ def test_without_a_baseline_the_report_names_the_command_that_trains_one(monkeyp
 
 
 def test_bad_report_settings_name_the_parameter(tmp_path):
-    archive = ResultsArchive(str(tmp_path / "{model}.json"), str(tmp_path / "{model}.parquet"))
+    archive = ResultsArchive(str(tmp_path / "*.json"), str(tmp_path / "*.parquet"))
     with pytest.raises(ConfigError, match=r"report\.confidence"):
         build_metrics(STATS, EVALUATION, {"confidence": 95}, archive)
     with pytest.raises(ConfigError, match=r"report\.resamples"):
@@ -212,7 +212,7 @@ def save_version(archive, model, version, result, table):
     table when ``table`` is None."""
 
     def target(pattern):
-        path = Path(pattern.replace("{model}", model))
+        path = Path(pattern.replace("*", model))
         (path / version).mkdir(parents=True)
         return path / version / path.name
 
@@ -224,9 +224,7 @@ def save_version(archive, model, version, result, table):
 @pytest.fixture
 def archive(tmp_path):
     folder = tmp_path / "07_model_output"
-    return ResultsArchive(
-        f"{folder}/{{model}}_results.json", f"{folder}/{{model}}_user_metrics.parquet"
-    )
+    return ResultsArchive(f"{folder}/*_results.json", f"{folder}/*_user_metrics.parquet")
 
 
 def test_a_run_keeps_the_latest_earlier_results_of_other_models_on_the_same_split(archive):

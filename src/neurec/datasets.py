@@ -143,7 +143,8 @@ class TrainedModels(AbstractDataset[None, ModelShelf]):
 class SavedResults(AbstractDataset[None, ResultsArchive]):
     """Read-only: every version of every model's results and per-user metrics that the
     ``"{model}.results"`` / ``"{model}.user_metrics"`` factories saved (their paths, with
-    ``{model}``), for the report to keep the latest results of models a run did not train."""
+    ``*`` for ``{model}``), for the report to keep the latest results of the models a run
+    did not train."""
 
     def __init__(self, results: str, user_metrics: str) -> None:
         self._archive = ResultsArchive(results, user_metrics)

@@ -3,10 +3,11 @@
 The evaluate node writes ``<model>.results`` (JSON) and ``<model>.user_metrics``
 (parquet) as versioned datasets: each run adds ``<file>/<version>/<file name>`` under the
 catalog's path, both files under the run's one save version. ``ResultsArchive`` lists
-those versions for path patterns holding ``{model}`` (the catalog's factory paths, so a
-layout that puts a data-set key in the folders, or the model name in a folder, works the
-same) and picks, per model, the newest version that a given test accepts (the same split
-and candidate draw: ``neurec.report.results.comparable_to``). Plain Python; no Kedro.
+those versions for path patterns holding one ``*`` for the model name (the catalog's
+factory paths with ``*`` for ``{model}``, so a layout that puts a data-set key in the
+folders, or the model name in a folder, works the same) and picks, per model, the newest
+version that a given test accepts (the same split and candidate draw:
+``neurec.report.results.comparable_to``). Plain Python; no Kedro.
 """
 
 from __future__ import annotations
@@ -26,26 +27,28 @@ from neurec.models import registry
 from neurec.report.results import ModelRun, comparable_to
 
 logger = logging.getLogger(__name__)
-PLACEHOLDER = "{model}"
+PLACEHOLDER = "*"  # the model name in a path pattern
 
 
 @dataclass(frozen=True)
 class ResultsArchive:
-    """Saved versions of ``results`` and ``user_metrics``, paths with ``{model}`` in them."""
+    """Saved versions of ``results`` and ``user_metrics``, paths with ``*`` for the model."""
 
     results: str
     user_metrics: str
 
     def __post_init__(self) -> None:
         for pattern in (self.results, self.user_metrics):
-            if PLACEHOLDER not in pattern:
-                raise ValueError(f"results path {pattern!r}: expected '{PLACEHOLDER}' in it")
+            if pattern.count(PLACEHOLDER) != 1:
+                raise ValueError(
+                    f"results path {pattern!r}: expected one '{PLACEHOLDER}' (the model name)"
+                )
 
     def models(self) -> list[str]:
         """Every model with at least one saved version of its results."""
         head, _, tail = self.results.partition(PLACEHOLDER)
         name = re.compile(re.escape(head) + r"(?P<model>[^/]+?)" + re.escape(tail))
-        found = (name.fullmatch(path) for path in glob.glob(self.results.replace(PLACEHOLDER, "*")))
+        found = (name.fullmatch(path) for path in glob.glob(self.results))
         return sorted({match["model"] for match in found if match})
 
     def versions(self, model: str) -> list[str]:
@@ -80,6 +83,8 @@ def with_earlier_runs(current: dict[str, ModelRun], archive: ResultsArchive) -> 
         raise ValueError(f"this run's models were evaluated on different splits: {keys}")
     key = keys.pop()
     runs = dict(current)
+    if key[0] is None:  # no fingerprint to compare: nothing earlier is known to be comparable
+        return runs
     for model in archive.models():
         if model in runs:
             continue
