@@ -127,11 +127,11 @@ def verdicts(results: Mapping[str, Mapping[str, Any]]) -> list[tuple[str, list[s
 def changed_parameters(model: str, parameters: Mapping[str, Any]) -> str:
     """``epochs=30, max_len=50``: the parameters set otherwise than the config's defaults
     (all of them are in metrics.json), nested blocks flattened with dots."""
-    defaults = dataclasses.asdict(registry()[model].config_class())
+    defaults = _flat(dataclasses.asdict(registry()[model].config_class()))
     changed = [
         f"{key}={value}"
         for key, value in _flat(parameters).items()
-        if _flat(defaults).get(key, object()) != value
+        if defaults.get(key, object()) != value
     ]
     return ", ".join(changed) or "defaults"
 
