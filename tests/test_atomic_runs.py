@@ -37,6 +37,7 @@ from neurec.datasets import (
     CheckpointFolder,
     ModelDataset,
     ParquetChunks,
+    SavedResults,
     SplitDataset,
     TrainedModels,
 )
@@ -137,7 +138,7 @@ def test_every_catalog_entry_saves_a_whole_file_or_none(name, tmp_path, monkeypa
     no temporary file behind. Runs over the whole catalog: a new entry can't bypass it."""
     entry = catalog_entries()[name]
     dataset = build(name, entry, tmp_path)
-    if isinstance(dataset, TrainedModels | CheckpointFolder):  # folders nodes only read
+    if isinstance(dataset, TrainedModels | CheckpointFolder | SavedResults):  # read only
         with pytest.raises(DatasetError, match="read-only"):
             dataset.save("a model shelf")
         return

@@ -39,6 +39,7 @@ from neurec.files import torch_save_atomically
 from neurec.interactions import Interactions
 from neurec.models import Recommender, registry
 from neurec.provenance import check_trained_on
+from neurec.report.archive import ResultsArchive
 from neurec.split import Split
 
 
@@ -143,6 +144,28 @@ class TrainedModels(AbstractDataset[None, ModelShelf]):
 
     def _describe(self) -> dict[str, Any]:
         return {"path": self._path.as_posix()}
+
+
+class SavedResults(AbstractDataset[None, ResultsArchive]):
+    """Read-only: every version of every model's results and per-user metrics that the
+    ``"{model}.results"`` / ``"{model}.user_metrics"`` factories saved (their paths, with
+    ``*`` for ``{model}``), for the report to keep the latest results of the models a run
+    did not train."""
+
+    def __init__(self, results: str, user_metrics: str) -> None:
+        self._archive = ResultsArchive(results, user_metrics)
+
+    def load(self) -> ResultsArchive:
+        return self._archive
+
+    def save(self, data: None) -> None:
+        raise DatasetError(
+            "saved results are read-only here; they are saved as '<model>.results' and "
+            "'<model>.user_metrics'"
+        )
+
+    def _describe(self) -> dict[str, Any]:
+        return {"results": self._archive.results, "user_metrics": self._archive.user_metrics}
 
 
 TEMPORARY_SUFFIX = ".partial"  # ".<name>.<random>.partial" beside the file being written

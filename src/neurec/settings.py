@@ -5,12 +5,15 @@ from omegaconf.resolvers import oc
 
 from neurec.hooks import MlflowTrackingHooks
 from neurec.pipeline_registry import PipelineParametersHooks
+from neurec.pipelines.reporting.hooks import ReportLocationHooks
 from neurec.run_guard import RunGuardHooks
 from neurec.validation import ParameterValidationHooks
 
 # pluggy calls the hooks of one priority last-registered first: the parameter check runs
-# before the run lock is taken, so a refused run leaves nothing behind, not even the lock
+# before the run lock is taken, so a refused run leaves nothing behind, not even the lock;
+# where the report is comes last of all
 HOOKS = (
+    ReportLocationHooks(),
     PipelineParametersHooks(),  # the pipelines' models depend on the parameters
     MlflowTrackingHooks(),
     RunGuardHooks(),

@@ -8,8 +8,10 @@ from typing import Any
 import pandas as pd
 
 from neurec import workflow
+from neurec.evaluation import EvaluationConfig
 from neurec.models import Recommender
 from neurec.models.base import build_config
+from neurec.report.results import run_record
 from neurec.split import Split
 from neurec.training import TrainingConfig
 
@@ -41,14 +43,26 @@ def train_model(
 
 def evaluate_model(
     model: Recommender,
+    fit_report: dict[str, Any],
     split: Split,
     test_candidates: pd.DataFrame,
     evaluation_params: dict[str, Any],
 ) -> tuple[dict[str, Any], pd.DataFrame]:
-    """Test metrics under every configured protocol, plus per-user values for statistics."""
-    evaluation = workflow.evaluate(model, split, test_candidates, evaluation_params)
+    """Test metrics under every configured protocol, plus per-user values for statistics.
+
+    The results record is whole on its own (training cost and curve from ``fit_report``,
+    split, candidate seed, time, parameters): a later run's report shows this model from it
+    alone (``neurec.report.archive``).
+    """
+    config = build_config(EvaluationConfig, evaluation_params, "evaluation")
+    evaluation = workflow.evaluate(model, split, test_candidates, config)
     results = {
+        "train_seconds": fit_report["train_seconds"],
+        "epochs": fit_report["epochs"],
+        "best_epoch": fit_report["best_epoch"],
         "evaluation_seconds": sum(evaluation.seconds.values()),
         "metrics": evaluation.metrics,
+        "history": fit_report["history"],
+        **run_record(model, config),
     }
     return results, evaluation.per_user

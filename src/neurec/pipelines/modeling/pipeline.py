@@ -37,7 +37,7 @@ def create_pipeline(model_name: str, parameters: Mapping[str, Any] | None = None
             ),
             node(
                 evaluate_model,
-                ["model", "split", "test_candidates", "params:evaluation"],
+                ["model", "fit_report", "split", "test_candidates", "params:evaluation"],
                 ["results", "user_metrics"],
                 name="evaluate",
             ),

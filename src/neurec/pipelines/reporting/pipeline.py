@@ -1,15 +1,11 @@
-"""The report nodes, fed with the results of whichever models a pipeline trains."""
+"""The report nodes, fed with the results of whichever models a pipeline trains and the
+results earlier runs saved on the same split (``saved_results``)."""
 
 from collections.abc import Iterable
 
 from kedro.pipeline import Pipeline, node
 
-from neurec.pipelines.reporting.nodes import (
-    MODEL_INPUTS,
-    build_metrics,
-    interactive_charts,
-    report,
-)
+from neurec.pipelines.reporting.nodes import build_metrics, interactive_charts, report
 
 
 def create_pipeline(model_names: Iterable[str]) -> Pipeline:
@@ -17,10 +13,11 @@ def create_pipeline(model_names: Iterable[str]) -> Pipeline:
         "dataset_stats": "dataset_stats",
         "evaluation_params": "params:evaluation",
         "report_params": "params:report",
+        "saved_results": "saved_results",
     }
     for name in model_names:  # split again by model in nodes.split_model_inputs
-        for kind in MODEL_INPUTS:
-            inputs[f"{name}__{kind}"] = f"{name}.{kind}"
+        inputs[f"{name}__results"] = f"{name}.results"
+        inputs[f"{name}__user_metrics"] = f"{name}.user_metrics"
     return Pipeline(
         [
             node(build_metrics, inputs, "metrics", name="collect_metrics"),
