@@ -42,6 +42,7 @@ from neurec.models import Recommender, registry
 from neurec.models.base import build_config, with_dependencies
 from neurec.sources import load_source
 from neurec.split import SplitConfig, dataset_statistics, split_interactions
+from neurec.threads import ThreadsConfig, apply_threads
 
 logger = logging.getLogger("neurec.benchmark")
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -201,7 +202,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", required=True, help="name or name:key=value,..")
     parser.add_argument("--protocols", nargs="+", default=None, help="evaluation.protocols")
     parser.add_argument("--split", default=None, help="split.method")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: threads.torch)"
+    )
     parser.add_argument(
         "--env",
         default="benchmark",
@@ -210,9 +213,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     params = project_parameters(args.env)
+    try:
+        threads = {"torch": args.threads} if args.threads is not None else params.get("threads")
+        apply_threads(build_config(ThreadsConfig, threads, "threads"))
+    except NeurecError as error:
+        parser.exit(2, f"error: {error}\n")
     data_params = dict(params["data"])
     if args.source:
         data_params = {"source": args.source, "path": args.path}
