@@ -3,13 +3,14 @@
 from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
-from neurec.hooks import MlflowTrackingHooks
+from neurec.hooks import MlflowTrackingHooks, ThreadsHooks
 from neurec.run_guard import RunGuardHooks
 from neurec.validation import ParameterValidationHooks
 
-# pluggy calls the hooks of one priority last-registered first: the parameter check runs
-# before the run lock is taken, so a refused run leaves nothing behind, not even the lock
-HOOKS = (MlflowTrackingHooks(), RunGuardHooks(), ParameterValidationHooks())
+# pluggy calls the hooks of one priority last-registered first: the threads block and the
+# parameter check run before the run lock is taken, so a refused run leaves nothing behind,
+# not even the lock
+HOOKS = (MlflowTrackingHooks(), RunGuardHooks(), ParameterValidationHooks(), ThreadsHooks())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
