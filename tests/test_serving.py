@@ -136,7 +136,7 @@ def test_the_server_gets_the_thread_count_asked_for():
     assert server_env("sqlite:///x.db", 3)["OMP_NUM_THREADS"] == "3"
     assert server_env("sqlite:///x.db")["MLFLOW_TRACKING_URI"] == "sqlite:///x.db"
     params = training_params("movielens", "u.data", "sasrec.epochs=1", 2)
-    assert params.split(",")[1:] == ["threads.torch=2", "sasrec.epochs=1"]
+    assert params.split(",")[2:] == ["threads.torch=2", "sasrec.epochs=1"]
     assert thread_count("2") == 2 and 1 <= thread_count("auto") <= os.cpu_count()
     with pytest.raises(argparse.ArgumentTypeError, match="positive integer, got '0'"):
         thread_count("0")
