@@ -29,6 +29,7 @@ from kedro_datasets.matplotlib import MatplotlibDataset
 from kedro_datasets.pandas import ParquetDataset
 from kedro_datasets.plotly import JSONDataset as PlotlyJSONDataset
 from kedro_datasets.text import TextDataset
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from neurec import workflow
 from neurec.datasets import (
@@ -191,13 +192,15 @@ def versions(project: pathlib.Path, model: str) -> dict[str, list[str]]:
     }
 
 
-def mlflow_runs(project: pathlib.Path) -> list:
-    """The project's MLflow runs, oldest first."""
+def mlflow_runs(project: pathlib.Path, children: bool = False) -> list:
+    """The project's MLflow runs of whole kedro runs, oldest first; ``children``: with the
+    runs of their models."""
     client = mlflow.MlflowClient(f"sqlite:///{project / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("neurec")
     if experiment is None:
         return []
-    return client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+    runs = client.search_runs([experiment.experiment_id], order_by=["attributes.start_time ASC"])
+    return [run for run in runs if children or MLFLOW_PARENT_RUN_ID not in run.data.tags]
 
 
 @pytest.fixture
@@ -312,7 +315,7 @@ def test_a_second_run_stops_at_once_naming_the_lock_and_its_holder(
     assert killed.info.status == "RUNNING" and killed.data.tags["neurec.pid"] == str(other.pid)
 
     kedro_run(project_copy, "most_popular", SMALL_DATA)  # the lock died with its process
-    statuses = {run.info.run_id: run.info.status for run in mlflow_runs(project_copy)}
+    statuses = {run.info.run_id: run.info.status for run in mlflow_runs(project_copy, True)}
     assert statuses[killed.info.run_id] == "KILLED"
     assert list(statuses.values()).count("RUNNING") == 0
 
@@ -330,6 +333,7 @@ def test_ctrl_c_during_kedro_run_records_the_mlflow_run_as_killed(project_copy, 
             ) from None
     (recorded,) = mlflow_runs(project_copy)
     assert recorded.info.status == "KILLED", log.read_text()[-3000:]
+    assert {run.info.status for run in mlflow_runs(project_copy, True)} == {"KILLED"}  # gmf's
     assert recorded.info.end_time is not None
     assert not (project_copy / LOCK_FILE).exists()
     assert versions(project_copy, "gmf") == {"model": [], "results": []}

@@ -35,6 +35,17 @@ def test_kedro_run_prints_an_expected_error_in_two_lines(project_copy):
     assert "Traceback" not in done.stdout + done.stderr
 
 
+def test_a_mistyped_env_stops_with_kedros_message_naming_the_folder(project_copy):
+    kedro = Path(sys.executable).with_name("kedro")
+    done = run_project(project_copy, [str(kedro), "run", "--env", "nosuch", "--pipeline=ease"])
+    assert done.returncode == 1
+    missing = project_copy / "conf" / "nosuch"
+    assert "Error: Given configuration path either does not exist or" in done.stderr
+    assert f"is not a valid directory: {missing}\n" in done.stderr
+    output = done.stdout + done.stderr
+    assert "Traceback" not in output and "MlflowException" not in output  # no file-store error
+
+
 def test_python_m_neurec_verbose_shows_the_traceback(project_copy):
     done = run_project(project_copy, [sys.executable, "-m", "neurec", "--verbose", *BAD_SPLIT])
     assert done.returncode == 1

@@ -21,6 +21,7 @@ from neurec.distributed import DistributedTrainingError, free_port, train_distri
 from neurec.interactions import Interactions
 from neurec.models import registry
 from neurec.models.gmf import GMF
+from neurec.threads import set_threads
 from neurec.training import shard_batch
 from tests.test_pipeline import SMALL_DATA, kedro_run
 
@@ -88,6 +89,29 @@ class FailingGMF(GMF):
         return super().batch_loss(batch)
 
 
+class ThreadCountingGMF(GMF):
+    """Raises in a worker whose torch thread count is not ``expected_threads``."""
+
+    expected_threads = 0
+
+    def batch_loss(self, batch):
+        if torch.get_num_threads() != self.expected_threads:
+            raise RuntimeError(f"{torch.get_num_threads()} torch threads")
+        return super().batch_loss(batch)
+
+
+def test_the_workers_share_out_the_runs_threads():
+    train = tiny_train()
+    before = torch.get_num_threads()
+    try:
+        set_threads(2)  # a fresh worker would take one per core (2 here): each gets 1
+        model = build("gmf", 2, train, ThreadCountingGMF)
+        model.expected_threads = 1
+        assert train_distributed(model, train).epochs == 2
+    finally:
+        set_threads(before)
+
+
 def test_a_failing_worker_stops_the_run_naming_its_rank():
     train = tiny_train()
     model = build("gmf", 2, train, FailingGMF)
@@ -121,7 +145,8 @@ def test_the_train_node_starts_its_workers_and_reaches_the_same_metrics(project_
     alone = gmf_metrics(project_copy)
     caplog.set_level(logging.INFO, logger="neurec.distributed")
     kedro_run(project_copy, "gmf", with_world_size(GMF_RUN, 2))
-    assert "gmf: training in 2 processes (gloo)" in caplog.messages
+    threads = max(1, torch.get_num_threads() // 2)
+    assert f"gmf: training in 2 processes (gloo, {threads} torch threads each)" in caplog.messages
     assert_same_metrics(gmf_metrics(project_copy), alone)
 
 
@@ -137,6 +162,7 @@ def test_two_torchrun_nodes_train_to_the_single_process_metrics(project_copy):
     alone = gmf_metrics(project_copy)
     endpoint = f"127.0.0.1:{free_port()}"
     overrides = ",".join(f"gmf.{k}={v}" for k, v in GMF_RUN["gmf"].items())
+    overrides += ",threads.torch=1"  # each agent's one rank takes the threads block's count
     env = {**os.environ, "PYTHONPATH": str(Path(neurec.__file__).resolve().parents[1])}
     agents = [
         subprocess.Popen(
@@ -170,6 +196,7 @@ def test_two_torchrun_nodes_train_to_the_single_process_metrics(project_copy):
         for agent in agents:
             agent.kill()
     assert [agent.returncode for agent in agents] == [0, 0], "\n".join(outputs)
+    assert "torch threads: 1 intra-op" in outputs[0] + outputs[1]
     kedro_run_from(project_copy, "gmf", GMF_RUN, "gmf.evaluate")
     assert_same_metrics(gmf_metrics(project_copy), alone)
 

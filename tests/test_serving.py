@@ -8,17 +8,20 @@ answer must equal `RecommendationService.recommend` for the same history.
 
 from __future__ import annotations
 
+import argparse
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import mlflow
 import pandas as pd
 import pytest
+from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from neurec.datasets import SplitDataset
 from neurec.recommend import RecommendationService
-from neurec.serving_benchmark import post, served
+from neurec.serving_benchmark import post, served, server_env, thread_count, training_params
 from tests.conftest import copy_project
 from tests.test_pipeline import SMALL_DATA, kedro_run
 
@@ -113,18 +116,31 @@ def test_bad_requests_get_400_with_one_message(server, records, message):
     assert "stack_trace" not in body and "Traceback" not in json.dumps(body)
 
 
-def test_each_run_logs_and_registers_its_model(trained):
+def test_each_run_logs_and_registers_its_model_in_the_models_run(trained):
     client = mlflow.MlflowClient(f"sqlite:///{trained / 'mlflow.db'}")
     experiment = client.get_experiment_by_name("neurec")
-    runs = {run.info.run_name: run for run in client.search_runs([experiment.experiment_id])}
-    assert set(runs) == set(SERVED)
+    runs = client.search_runs([experiment.experiment_id])
+    parents = {run.info.run_id for run in runs if MLFLOW_PARENT_RUN_ID not in run.data.tags}
+    children = {run.info.run_name: run for run in runs if run.info.run_id not in parents}
+    assert set(children) == set(SERVED) and len(parents) == len(SERVED)
+    assert {run.data.tags[MLFLOW_PARENT_RUN_ID] for run in children.values()} == parents
     logged = client.search_logged_models([experiment.experiment_id])
     assert {(m.name, m.source_run_id) for m in logged} == {
-        (name, run.info.run_id) for name, run in runs.items()
+        (name, run.info.run_id) for name, run in children.items()
     }
-    for name, run in runs.items():
+    for name, run in children.items():
         (version,) = client.search_model_versions(f"name = 'neurec-{name}'")
         assert version.run_id == run.info.run_id
+
+
+def test_the_server_gets_the_thread_count_asked_for():
+    assert server_env("sqlite:///x.db", 3)["OMP_NUM_THREADS"] == "3"
+    assert server_env("sqlite:///x.db")["MLFLOW_TRACKING_URI"] == "sqlite:///x.db"
+    params = training_params("movielens", "u.data", "sasrec.epochs=1", 2)
+    assert params.split(",")[2:] == ["threads.torch=2", "sasrec.epochs=1"]
+    assert thread_count("2") == 2 and 1 <= thread_count("auto") <= os.cpu_count()
+    with pytest.raises(argparse.ArgumentTypeError, match="positive integer, got '0'"):
+        thread_count("0")
 
 
 def test_ease_loaded_in_process_answers_as_the_python_service(trained):

@@ -34,7 +34,8 @@ from neurec import workflow
 from neurec.errors import ConfigError, NeurecError
 from neurec.evaluation import EvaluationConfig
 from neurec.models import Recommender, registry
-from neurec.models.base import dependencies, with_dependencies
+from neurec.models.base import build_config, dependencies, with_dependencies
+from neurec.threads import ThreadsConfig, apply_threads
 
 logger = logging.getLogger("neurec.benchmark")
 
@@ -167,7 +168,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--models", nargs="+", required=True, help="name or name:key=value,..")
     parser.add_argument("--protocols", nargs="+", default=None, help="evaluation.protocols")
     parser.add_argument("--split", default=None, help="split.method")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads")
+    parser.add_argument(
+        "--threads", type=int, default=None, help="torch threads (default: threads.torch)"
+    )
     parser.add_argument(
         "--project",
         type=Path,
@@ -182,10 +185,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", type=Path, default=None, help="write the results as JSON")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(message)s")
-    if args.threads:
-        torch.set_num_threads(args.threads)
     try:
         params = parameters(args.project, args.env)
+        threads = {"torch": args.threads} if args.threads is not None else params.get("threads")
+        apply_threads(build_config(ThreadsConfig, threads, "threads"))
         data_params = dict(params.get("data") or {"source": "synthetic"})
         if args.source:
             data_params = {"source": args.source, "path": args.path}

@@ -1,7 +1,7 @@
 """The project's `kedro run` (also `python -m neurec`): Kedro's own run command, except that an
-expected error (a `NeurecError`: a bad parameter or input file) ends the run with its one-line
-message and exit status 1 instead of a traceback. Bugs keep their full traceback, and so does
-an expected error with `--verbose` or `NEUREC_TRACEBACK=1`.
+expected error (a `NeurecError`: a bad parameter or input file; or a missing `conf/<env>`) ends
+the run with its one-line message and exit status 1 instead of a traceback. Bugs keep their
+full traceback, and so does an expected error with `--verbose` or `NEUREC_TRACEBACK=1`.
 
 Kedro picks this `run` up by itself: `kedro` loads `<package>.cli.cli` as the project's commands
 (overriding its built-in `run`), and `find_run_command`, used by `python -m neurec`, returns
@@ -14,6 +14,7 @@ import os
 from typing import Any
 
 import click
+from kedro.config import MissingConfigException
 from kedro.framework.cli import command_with_verbosity
 from kedro.framework.cli.project import run as kedro_run
 from kedro.framework.cli.utils import CONTEXT_SETTINGS, KedroCliError
@@ -47,9 +48,10 @@ def _traceback_requested() -> bool:
 
 
 def _is_expected(error: BaseException | None) -> bool:
-    """A NeurecError, or an error raised from one (Kedro wraps a dataset's error in its own)."""
+    """A NeurecError or Kedro's missing configuration (``--env nosuch``: its message names the
+    folder), or an error raised from one (Kedro wraps a dataset's error in its own)."""
     while error is not None:
-        if isinstance(error, NeurecError):
+        if isinstance(error, NeurecError | MissingConfigException):
             return True
         error = error.__cause__
     return False

@@ -31,13 +31,15 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import torch
 import torch.distributed as dist
 from torch.distributed.elastic.multiprocessing.errors import ChildFailedError, record
 from torch.distributed.launcher.api import LaunchConfig, elastic_launch
 
 from neurec.evaluation import make_validator
 from neurec.interactions import Interactions
-from neurec.models.base import FitReport, dependencies
+from neurec.models.base import FitReport, build_config, dependencies
+from neurec.threads import ThreadsConfig, apply_threads, set_threads, share
 from neurec.training import Checkpoint, TorchRecommender, resolve_device
 
 logger = logging.getLogger(__name__)
@@ -69,9 +71,11 @@ def train_distributed(
     Every worker gets a copy of the model and the data, trains its share of every batch
     and validates on ``validation`` (rank 0 decides); rank 0's weights are loaded into
     ``model`` and its fit report returned. Pretrained weights (NeuMF) must already be in
-    ``model``.
+    ``model``. The workers share out this process's torch threads (the run's ``threads``):
+    a fresh process would start one thread per core, each worker competing for them all.
     """
     settings = model.config.distributed
+    threads = share(torch.get_num_threads(), settings.world_size)
     config = LaunchConfig(
         min_nodes=1,
         max_nodes=1,
@@ -86,13 +90,15 @@ def train_distributed(
         local_addr="127.0.0.1",
     )
     logger.info(
-        "%s: training in %d processes (%s)",
+        "%s: training in %d processes (%s, %d torch threads each)",
         model.name,
         settings.world_size,
         backend_for(model.config.device),
+        threads,
     )
     try:
-        results = elastic_launch(config, train_worker)(model, train, validation, checkpoint)
+        launch = elastic_launch(config, train_worker)
+        results = launch(model, train, validation, checkpoint, threads)
     except ChildFailedError as error:
         raise DistributedTrainingError(failure_message(model.name, error)) from None
     state, report = results[0]
@@ -114,8 +120,10 @@ def train_worker(
     train: Interactions,
     validation: Interactions | None,
     checkpoint: Checkpoint | None,
+    threads: int,
 ) -> tuple[dict[str, Any], FitReport] | None:
     """One rank of :func:`train_distributed`: its state and report on rank 0, else None."""
+    set_threads(threads)
     # torch.multiprocessing hands every worker the model's tensors in one shared memory
     # block: without a private copy, each rank's optimiser steps would update them all
     model = copy.deepcopy(model)
@@ -185,7 +193,10 @@ def parse_params(text: str) -> dict[str, Any]:
 def train_from_project(
     project: Path, model_name: str, env: str | None, params: dict[str, Any]
 ) -> None:
-    """Every rank loads the split and trains; rank 0 saves ``<model>.model`` and the report."""
+    """Every rank loads the split and trains; rank 0 saves ``<model>.model`` and the report.
+
+    The ranks of one machine (``LOCAL_WORLD_SIZE``, torchrun's ``--nproc-per-node``) share
+    out the ``threads`` block's count."""
     from kedro.framework.session import KedroSession
     from kedro.framework.startup import bootstrap_project
 
@@ -196,6 +207,8 @@ def train_from_project(
     with KedroSession.create(project, env=env, runtime_params=params) as session:
         context = session.load_context()
         catalog, parameters = context.catalog, context.params
+        threads = build_config(ThreadsConfig, parameters.get("threads"), "threads")
+        apply_threads(threads, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
         pretrained = {
             name: catalog.load(f"{name}.model") for name in dependencies(model_name, parameters)
         }

@@ -10,7 +10,9 @@ histories, source ids, k=10), each a fresh connection as a ``curl`` call would b
         --models ease sasrec --out benchmarks/results/serving_ml100k.json
 
 Training budgets are the project's ``conf/base`` ones plus ``--params`` (latency does not
-depend on how long a model trained). The server's threads follow ``OMP_NUM_THREADS``.
+depend on how long a model trained). ``--threads`` (default ``auto``, as the ``threads``
+block: the free cores) fixes torch's threads for the training runs (``threads.torch``) and
+the server (``OMP_NUM_THREADS``, which torch reads when it starts); the result records it.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ import numpy as np
 
 import neurec
 from neurec.datasets import SplitDataset
+from neurec.threads import AUTO, ThreadsConfig, resolve_threads
 
 START_SECONDS = 90
 
@@ -45,12 +48,9 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-@contextmanager
-def served(model_uri: str, tracking_uri: str, cwd: Path, log: Path) -> Iterator[str]:
-    """``mlflow models serve`` of ``model_uri`` on a free port of 127.0.0.1, as its own
-    process group; yields the base URL once ``/ping`` answers (at most 90 s), and stops
-    the whole group (SIGTERM, SIGKILL after 15 s) on exit."""
-    port = free_port()
+def server_env(tracking_uri: str, threads: int | None = None) -> dict[str, str]:
+    """The environment of ``mlflow models serve``: this project's store, neurec and
+    interpreter, and ``threads`` torch threads (None: as this environment says)."""
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": tracking_uri,
@@ -60,6 +60,20 @@ def served(model_uri: str, tracking_uri: str, cwd: Path, log: Path) -> Iterator[
         # one, also when that environment is not activated (`.venv/bin/python -m pytest`)
         "PATH": os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")]),
     }
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    return env
+
+
+@contextmanager
+def served(
+    model_uri: str, tracking_uri: str, cwd: Path, log: Path, threads: int | None = None
+) -> Iterator[str]:
+    """``mlflow models serve`` of ``model_uri`` on a free port of 127.0.0.1 with ``threads``
+    torch threads, as its own process group; yields the base URL once ``/ping`` answers (at
+    most 90 s), and stops the whole group (SIGTERM, SIGKILL after 15 s) on exit."""
+    port = free_port()
+    env = server_env(tracking_uri, threads)
     command = [sys.executable, "-m", "mlflow", "models", "serve", "-m", model_uri]
     command += ["--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
     with log.open("wb") as output:
@@ -157,6 +171,20 @@ def train(project: Path, model: str, params: str) -> None:
     )  # fmt: skip
 
 
+def thread_count(value: str) -> int:
+    """``--threads``: ``auto`` (the free cores now, as the ``threads`` block) or a count."""
+    if value != AUTO and not (value.isdigit() and int(value) > 0):
+        raise argparse.ArgumentTypeError(f"expected '{AUTO}' or a positive integer, got {value!r}")
+    return resolve_threads(ThreadsConfig(AUTO if value == AUTO else int(value)))
+
+
+def training_params(source: str, path: str, extra: str, threads: int) -> str:
+    """``kedro run --params`` of the training runs: the data, ``threads``, then ``extra``."""
+    pairs = (f"data.source={source}", f"data.path={Path(path).resolve()}",
+             f"threads.torch={threads}", extra)  # fmt: skip
+    return ",".join(p for p in pairs if p)
+
+
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(prog="python -m neurec.serving_benchmark", description=__doc__)
     parser.add_argument(
@@ -171,17 +199,18 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--batch", type=int, default=100)
     parser.add_argument("--k", type=int, default=10)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--threads", type=thread_count, default=AUTO, help="torch threads: auto or a count"
+    )
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
-    params = ",".join(
-        p for p in (f"data.source={args.source}", f"data.path={Path(args.path).resolve()}",
-                    args.params) if p
-    )  # fmt: skip
+    threads = args.threads  # resolved once: the training runs and the server use the same
+    params = training_params(args.source, args.path, args.params, threads)
     result: dict = {
         "data": str(args.path),
         "params": params,
         "k": args.k,
-        "omp_num_threads": os.environ.get("OMP_NUM_THREADS"),
+        "threads": threads,
         "cpus": os.cpu_count(),
         "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
         "models": {},
@@ -206,7 +235,7 @@ def main(argv: list[str] | None = None) -> dict:
             ]
             uri = f"sqlite:///{project / 'mlflow.db'}"
             log = project / f"serve-{model}.log"
-            with served(f"models:/neurec-{model}/latest", uri, project, log) as url:
+            with served(f"models:/neurec-{model}/latest", uri, project, log, threads) as url:
                 post(url, singles[0])  # warm up
                 result["models"][model] = {
                     "single": timed(url, singles),

@@ -3,21 +3,22 @@
 from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
-from neurec.hooks import MlflowTrackingHooks
+from neurec.hooks import MlflowTrackingHooks, ThreadsHooks
 from neurec.pipeline_registry import PipelineParametersHooks
 from neurec.pipelines.reporting.hooks import ReportLocationHooks
 from neurec.run_guard import RunGuardHooks
 from neurec.validation import ParameterValidationHooks
 
-# pluggy calls the hooks of one priority last-registered first: the parameter check runs
-# before the run lock is taken, so a refused run leaves nothing behind, not even the lock;
-# where the report is comes last of all
+# pluggy calls the hooks of one priority last-registered first: the threads block and the
+# parameter check run before the run lock is taken, so a refused run leaves nothing behind,
+# not even the lock; where the report is comes last of all
 HOOKS = (
     ReportLocationHooks(),
     PipelineParametersHooks(),  # the pipelines' models depend on the parameters
     MlflowTrackingHooks(),
     RunGuardHooks(),
     ParameterValidationHooks(),
+    ThreadsHooks(),
 )
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
