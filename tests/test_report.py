@@ -11,7 +11,7 @@ from neurec.errors import ConfigError
 from neurec.models import base
 from neurec.pipelines.reporting.nodes import build_metrics, report
 from neurec.pipelines.reporting.plots import training_curves_figure
-from tests.test_pipeline import SMALL_DATA, kedro_run
+from tests.test_pipeline import SMALL_DATA, dataset_folder, kedro_run
 
 STATS = {
     "users": 400,
@@ -25,6 +25,7 @@ STATS = {
 }
 EVALUATION = {"protocols": ["full", "sampled_uniform_99"], "seed": 1}
 SETTINGS = {"bootstrap_resamples": 500, "permutation_resamples": 2000}
+KEY = "synthetic-400u-50i-s1_loo5-0a1b2c"
 
 
 def fake_model(hit_rate, rng, history=None, like=None):
@@ -58,7 +59,7 @@ def metrics_of(models):
     inputs = {}
     for name, (result, table) in models.items():
         inputs[f"{name}__results"], inputs[f"{name}__user_metrics"] = result, table
-    return build_metrics(STATS, EVALUATION, SETTINGS, **inputs)
+    return build_metrics(KEY, STATS, EVALUATION, SETTINGS, **inputs)
 
 
 @pytest.fixture(scope="module")
@@ -121,14 +122,14 @@ def test_without_a_baseline_the_report_says_so(monkeypatch):
 
 def test_bad_report_settings_name_the_parameter():
     with pytest.raises(ConfigError, match=r"report\.confidence"):
-        build_metrics(STATS, EVALUATION, {"confidence": 95})
+        build_metrics(KEY, STATS, EVALUATION, {"confidence": 95})
     with pytest.raises(ConfigError, match=r"report\.resamples"):
-        build_metrics(STATS, EVALUATION, {"resamples": 10})
+        build_metrics(KEY, STATS, EVALUATION, {"resamples": 10})
 
 
 def test_a_run_writes_the_report_its_charts_and_plotly_previews(project_copy):
     kedro_run(project_copy, "baselines", SMALL_DATA)
-    reporting = project_copy / "data" / "08_reporting"
+    reporting = dataset_folder(project_copy, "08_reporting", SMALL_DATA)
     metrics = json.loads((reporting / "metrics.json").read_text())
     assert set(metrics["significance"]["protocols"]["full"]) == {"most_popular", "ials"}
     text = (reporting / "report.md").read_text()

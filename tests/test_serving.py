@@ -19,7 +19,7 @@ import pytest
 from neurec.recommend import RecommendationService
 from neurec.serving_benchmark import post, served
 from tests.conftest import copy_project
-from tests.test_pipeline import SMALL_DATA, kedro_run
+from tests.test_pipeline import SMALL_DATA, dataset_folder, kedro_run
 
 SERVED = ("sasrec", "ease")
 
@@ -47,9 +47,10 @@ def server(trained) -> Iterator[str]:
 
 def requests_for(project: Path) -> list[dict]:
     """A known user's history, a new user's, one with an unknown id, a cold start."""
-    train = pd.read_parquet(project / "data/05_model_input/train.parquet")
-    items = pd.read_parquet(project / "data/05_model_input/item_index.parquet")["source_id"]
-    users = pd.read_parquet(project / "data/05_model_input/user_index.parquet")["source_id"]
+    split = dataset_folder(project, "05_model_input", SMALL_DATA)
+    train = pd.read_parquet(split / "train.parquet")
+    items = pd.read_parquet(split / "item_index.parquet")["source_id"]
+    users = pd.read_parquet(split / "user_index.parquet")["source_id"]
     known = train[train["user"] == 0]["item"].map(items).tolist()
     new = items.iloc[[3, 17, 42, 5]].tolist()  # a history no user has, in this order
     return [

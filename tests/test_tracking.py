@@ -11,7 +11,7 @@ import torch
 from neurec.datasets import load_model
 from neurec.hooks import mlflow_name
 from neurec.models import base
-from tests.test_pipeline import SMALL_DATA, ItemBias, kedro_run
+from tests.test_pipeline import SMALL_DATA, ItemBias, dataset_folder, kedro_run
 
 
 @pytest.fixture
@@ -65,7 +65,8 @@ def test_the_run_holds_parameters_curves_metrics_and_artifacts(tracked_run, no_n
     assert params["data.synthetic.n_users"] == "120" and params["split.method"] == "leave_one_out"
     assert "evaluation.protocols" in params
 
-    fit = json.loads((project / "data/06_models/item_bias_fit_report.json").read_text())
+    models = dataset_folder(project, "06_models", SMALL_DATA)
+    fit = json.loads((models / "item_bias_fit_report.json").read_text())
     assert len(fit["history"]) == 3
     for key, field in [
         ("item_bias.train.loss", "loss"),
@@ -75,7 +76,8 @@ def test_the_run_holds_parameters_curves_metrics_and_artifacts(tracked_run, no_n
         assert [m.step for m in history] == [1, 2, 3]
         assert [m.value for m in history] == pytest.approx([e[field] for e in fit["history"]])
 
-    result = json.loads((project / "data/08_reporting/metrics.json").read_text())["models"]
+    reporting = dataset_folder(project, "08_reporting", SMALL_DATA)
+    result = json.loads((reporting / "metrics.json").read_text())["models"]
     for protocol, values in result["item_bias"]["metrics"].items():
         for metric, value in values.items():
             name = f"item_bias.{protocol}.{mlflow_name(metric)}"
@@ -93,7 +95,7 @@ def test_the_run_holds_parameters_curves_metrics_and_artifacts(tracked_run, no_n
     assert listed == {f"report/{name}" for name in report} | {"models/item_bias.pt"}
     downloaded = client.download_artifacts(run.info.run_id, "models/item_bias.pt", str(project))
     model = load_model(downloaded)
-    (saved,) = (project / "data/06_models/item_bias.pt").glob("*/item_bias.pt")
+    (saved,) = (models / "item_bias.pt").glob("*/item_bias.pt")
     assert model.config.epochs == 3
     for name, tensor in load_model(saved).state().items():
         assert torch.equal(model.state()[name], tensor)

@@ -242,20 +242,25 @@ class RecommendationService:
 
     @classmethod
     def from_project(
-        cls, project: str | Path = ".", model: str = "ease", env: str | None = None
+        cls,
+        project: str | Path = ".",
+        model: str = "ease",
+        env: str | None = None,
+        params: dict[str, Any] | None = None,
     ) -> RecommendationService:
         """From a project folder's configuration and outputs, without a Kedro session.
 
-        Reads ``conf/base`` merged with ``conf/<env>`` (``local`` by default) and loads
-        the latest saved version of ``<model>.model``.
+        Reads ``conf/base`` merged with ``conf/<env>`` (``local`` by default) and
+        ``params`` (nested, as ``kedro run --params`` gives them), as ``kedro run`` would,
+        and loads the latest saved version of ``<model>.model`` of that data set
+        (``data/06_models/<dataset key>/``) with that data set's split.
         """
-        from kedro.config import OmegaConfigLoader
         from kedro.io import DataCatalog
 
+        from neurec.dataset_key import project_config_loader
+
         root = Path(project).resolve()
-        config = OmegaConfigLoader(
-            str(root / "conf"), base_env="base", default_run_env="local", env=env
-        )
+        config = project_config_loader(root, env, params)
         # relative local paths are relative to the project, as in a Kedro session
         entries = {name: _anchored(entry, root) for name, entry in config["catalog"].items()}
         return cls.from_catalog(DataCatalog.from_config(entries), model)

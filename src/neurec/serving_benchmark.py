@@ -35,6 +35,8 @@ import numpy as np
 import pandas as pd
 
 import neurec
+from neurec.dataset_key import project_dataset_key
+from neurec.distributed import parse_params
 
 START_SECONDS = 90
 
@@ -122,9 +124,11 @@ def post(url: str, body: object, timeout: float = 60) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-def histories(project: Path) -> list[list[int]]:
-    """Every user's train + validation history as source item ids, in time order."""
-    folder = project / "data" / "05_model_input"
+def histories(project: Path, params: str) -> list[list[int]]:
+    """Every user's train + validation history as source item ids, in time order, in the
+    split of the data set ``kedro run --params <params>`` works on."""
+    key = project_dataset_key(project, params=parse_params(params))
+    folder = project / "data" / "05_model_input" / key
     items = pd.read_parquet(folder / "item_index.parquet")["source_id"].to_numpy()
     seen = pd.concat([pd.read_parquet(folder / f"{t}.parquet") for t in ("train", "validation")])
     seen = seen.sort_values(["user", "timestamp"], kind="stable")
@@ -195,7 +199,7 @@ def main(argv: list[str] | None = None) -> dict:
         rng = np.random.default_rng(args.seed)
         for model in args.models:
             train(project, model, params)
-            every = histories(project)
+            every = histories(project, params)
             pick = rng.integers(len(every), size=args.requests + args.batches * args.batch)
             rows = [{"history": every[i], "k": args.k} for i in pick]
             singles = [{"dataframe_records": [row]} for row in rows[: args.requests]]

@@ -1,17 +1,19 @@
 """Project settings (Kedro)."""
 
-from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
+from neurec.dataset_key import DatasetKeyConfigLoader, DatasetKeyHooks
 from neurec.hooks import MlflowTrackingHooks
 from neurec.run_guard import RunGuardHooks
 from neurec.validation import ParameterValidationHooks
 
 # pluggy calls the hooks of one priority last-registered first: the parameter check runs
-# before the run lock is taken, so a refused run leaves nothing behind, not even the lock
-HOOKS = (MlflowTrackingHooks(), RunGuardHooks(), ParameterValidationHooks())
+# before the run lock is taken, so a refused run leaves nothing behind, not even the lock;
+# the dataset key is logged last at the start and at the end of a run
+HOOKS = (DatasetKeyHooks(), MlflowTrackingHooks(), RunGuardHooks(), ParameterValidationHooks())
 
-CONFIG_LOADER_CLASS = OmegaConfigLoader
+# Kedro's OmegaConfigLoader, plus ${dataset_key:} in the catalog (data/<layer>/<key>/)
+CONFIG_LOADER_CLASS = DatasetKeyConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",

@@ -74,18 +74,20 @@ def best_baseline(metrics: dict[str, Any], protocol: str) -> str | None:
 
 
 def build_metrics(
+    dataset_key: str,
     dataset_stats: dict[str, Any],
     evaluation_params: dict[str, Any],
     report_params: dict[str, Any],
     **per_model: Any,
 ) -> dict[str, Any]:
-    """The metrics.json contract, {"dataset", "protocols", "models": {m: {...}}}, plus
-    per-epoch history, bootstrap intervals and the significance tests."""
+    """The metrics.json contract, {"dataset_key", "dataset", "protocols", "models": {m: ...}},
+    plus per-epoch history, bootstrap intervals and the significance tests."""
     evaluation = build_config(EvaluationConfig, evaluation_params, "evaluation")
     settings = build_config(ReportConfig, report_params, "report")
     results, user_metrics = split_model_inputs(per_model)
     models = registry()
     metrics = {
+        "dataset_key": dataset_key,
         "dataset": dataset_stats,
         "protocols": {
             protocol.name: {"description": protocol.describe(), "seed": evaluation.seed}
@@ -168,6 +170,7 @@ def _data_section(metrics: dict[str, Any]) -> list[str]:
     lines = [
         "## Data",
         "",
+        f"- data set `{metrics['dataset_key']}` (data source, its settings and split)",
         f"- users: {stats['users']}, items: {stats['items']}, "
         f"interactions: {stats['interactions_raw']} (density {stats['density']})",
         f"- split: {split.get('method', 'leave_one_out')}: train {stats['train_interactions']}, "
