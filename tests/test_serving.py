@@ -78,7 +78,8 @@ def test_served_sasrec_answers_as_the_python_service(trained, server):
     status, body = post(server, {"dataframe_records": rows})
     assert status == 200, body
     predictions = body["predictions"]
-    assert_same_answers(predictions, RecommendationService.from_project(trained, "sasrec"), rows)
+    service = RecommendationService.from_project(trained, "sasrec", params=SMALL_DATA)
+    assert_same_answers(predictions, service, rows)
     new_user, with_unknown, cold = predictions[1:]
     assert new_user["strategy"] == "model" and len(new_user["items"]) == 5
     assert with_unknown["unknown_items"] == [10**9] and with_unknown["strategy"] == "model"
@@ -135,5 +136,6 @@ def test_ease_loaded_in_process_answers_as_the_python_service(trained):
     assert not schema["k"].required and not schema["user"].required
     rows = requests_for(trained)
     answers = model.predict(pd.DataFrame(rows)).to_dict("records")
-    assert_same_answers(answers, RecommendationService.from_project(trained, "ease"), rows)
+    service = RecommendationService.from_project(trained, "ease", params=SMALL_DATA)
+    assert_same_answers(answers, service, rows)
     assert answers[1]["strategy"] == "model"  # EASE reads histories: a new user too

@@ -163,9 +163,9 @@ class ModelShelf:
                 f"no trained model '{name}' in {self.path} (trained: {trained}); "
                 f"train it first: {train}"
             )
+        wanted = "no model was trained" if name == ANY_MODEL else f"no trained model '{name}'"
         message = (
-            f"no trained model '{name}' for data set {self.dataset_key} in {self.path} "
-            f"(trained for it: {trained}); "
+            f"{wanted} for data set {self.dataset_key} in {self.path} (trained for it: {trained}); "
         )
         others = self.elsewhere("*" if name == ANY_MODEL else name)
         if others:
