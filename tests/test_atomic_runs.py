@@ -21,7 +21,6 @@ import plotly.graph_objects as go
 import pytest
 import torch
 from fsspec.implementations.local import LocalFileOpener
-from kedro.config import OmegaConfigLoader
 from kedro.io import AbstractDataset, DataCatalog, DatasetError
 from kedro.io.core import generate_timestamp
 from kedro_datasets.json import JSONDataset
@@ -32,6 +31,7 @@ from kedro_datasets.text import TextDataset
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
 from neurec import workflow
+from neurec.dataset_key import DatasetKeyConfigLoader, DatasetKeyDataset
 from neurec.datasets import (
     TEMPORARY_SUFFIX,
     Atomic,
@@ -46,7 +46,7 @@ from neurec.models import registry
 from neurec.recommend import RecommendationService
 from neurec.run_guard import LOCK_FILE, RunLocked, remove_run_versions
 from tests.conftest import PROJECT_ROOT
-from tests.test_pipeline import SMALL_DATA, kedro_run
+from tests.test_pipeline import SMALL_DATA, dataset_folder, kedro_run
 from tests.test_viz import process_group
 
 
@@ -79,7 +79,9 @@ SAMPLES = {  # something of each kind the catalog saves, large enough to be writ
 
 def catalog_entries() -> dict[str, dict[str, Any]]:
     """Every entry of conf/base/catalog.yml, dataset factories resolved for the model ease."""
-    loader = OmegaConfigLoader(str(PROJECT_ROOT / "conf"), base_env="base", default_run_env="")
+    loader = DatasetKeyConfigLoader(
+        str(PROJECT_ROOT / "conf"), base_env="base", default_run_env="base"
+    )
     return {
         name.replace("{model}", "ease"): resolve(
             entry, lambda text: text.replace("{model}", "ease")
@@ -139,7 +141,7 @@ def test_every_catalog_entry_saves_a_whole_file_or_none(name, tmp_path, monkeypa
     no temporary file behind. Runs over the whole catalog: a new entry can't bypass it."""
     entry = catalog_entries()[name]
     dataset = build(name, entry, tmp_path)
-    if isinstance(dataset, TrainedModels | CheckpointFolder | SavedResults):  # read only
+    if isinstance(dataset, TrainedModels | CheckpointFolder | SavedResults | DatasetKeyDataset):
         with pytest.raises(DatasetError, match="read-only"):
             dataset.save("a model shelf")
         return
@@ -180,14 +182,13 @@ def test_versioned_goes_on_the_atomic_entry_so_the_run_shares_one_save_version(t
 
 
 def versions(project: pathlib.Path, model: str) -> dict[str, list[str]]:
+    """The saved versions of ``model`` and its results on the SMALL_DATA data set."""
     folders = {
-        "model": f"data/06_models/{model}.pt",
-        "results": f"data/07_model_output/{model}_results.json",
+        "model": dataset_folder(project, "06_models", SMALL_DATA) / f"{model}.pt",
+        "results": dataset_folder(project, "07_model_output", SMALL_DATA) / f"{model}_results.json",
     }
     return {
-        kind: sorted(p.name for p in (project / folder).glob("*"))
-        if (project / folder).exists()
-        else []
+        kind: sorted(p.name for p in folder.glob("*")) if folder.exists() else []
         for kind, folder in folders.items()
     }
 
@@ -306,7 +307,9 @@ def test_a_second_run_stops_at_once_naming_the_lock_and_its_holder(
 
         # reading is free while a run holds the lock, from any working directory
         monkeypatch.chdir(tmp_path_factory.mktemp("elsewhere"))
-        service = RecommendationService.from_project(project_copy, "most_popular")
+        service = RecommendationService.from_project(
+            project_copy, "most_popular", params=SMALL_DATA
+        )
         assert len(service.recommend([], k=3).items) == 3
 
         os.kill(other.pid, signal.SIGKILL)  # killed hard: its lock file stays, its run RUNNING

@@ -18,7 +18,7 @@ from neurec.models.multvae import kl_weight
 from neurec.pipeline_registry import register_pipelines
 from neurec.recommend import recommend, recommend_users
 from tests.conftest import make_split
-from tests.test_pipeline import SMALL_DATA, kedro_run
+from tests.test_pipeline import SMALL_DATA, dataset_folder, kedro_run
 
 TINY = {"hidden_dims": [32], "latent_dim": 8, "batch_size": 100}
 MODELS = ("multvae", "multdae")
@@ -182,13 +182,14 @@ def test_multvae_beats_most_popular_on_ml100k(shared_data):
 def test_kedro_run_of_the_multvae_pipeline(project_copy):
     params = {**SMALL_DATA, "multvae": {**TINY, "epochs": 3, "anneal_epochs": 2}}
     kedro_run(project_copy, "multvae", params)
-    metrics = json.loads((project_copy / "data/08_reporting/metrics.json").read_text())
+    reporting = dataset_folder(project_copy, "08_reporting", params)
+    metrics = json.loads((reporting / "metrics.json").read_text())
     assert list(metrics["models"]) == ["multvae"]
     result = metrics["models"]["multvae"]
     assert result["epochs"] == 3 and 1 <= result["best_epoch"] <= 3
     assert set(result["metrics"]) == {"full", "sampled_uniform_99", "sampled_popularity_100"}
-    saved = list((project_copy / "data/06_models/multvae.pt").glob("*/multvae.pt"))
+    saved = list((dataset_folder(project_copy, "06_models", params) / "multvae.pt").glob("*/*.pt"))
     assert len(saved) == 1 and load_model(saved[0]).config.hidden_dims == (32,)
-    assert "multvae" in (project_copy / "data/08_reporting/report.md").read_text()
+    assert "multvae" in (reporting / "report.md").read_text()
     family = register_pipelines()["autoencoders"]
     assert {"multvae.train", "multdae.train"} <= {n.name for n in family.nodes}

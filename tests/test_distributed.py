@@ -23,7 +23,7 @@ from neurec.models import registry
 from neurec.models.gmf import GMF
 from neurec.threads import set_threads
 from neurec.training import shard_batch
-from tests.test_pipeline import SMALL_DATA, kedro_run
+from tests.test_pipeline import SMALL_DATA, dataset_folder, kedro_run
 
 # plain SGD, no dropout: one process and two must take the same steps
 STEP_PARAMS = {"optimizer": "sgd", "learning_rate": 0.5, "seed": 3, "device": "cpu"}
@@ -131,7 +131,7 @@ GMF_RUN = {
 
 def gmf_metrics(project: Path) -> dict:
     """The test metrics of the latest evaluated gmf version."""
-    results = project / "data" / "07_model_output" / "gmf_results.json"
+    results = dataset_folder(project, "07_model_output", GMF_RUN) / "gmf_results.json"
     latest = max(results.iterdir())
     return json.loads((latest / "gmf_results.json").read_text())["metrics"]
 
@@ -161,7 +161,12 @@ def test_two_torchrun_nodes_train_to_the_single_process_metrics(project_copy):
     kedro_run(project_copy, "gmf", GMF_RUN)  # writes the split, and the reference
     alone = gmf_metrics(project_copy)
     endpoint = f"127.0.0.1:{free_port()}"
-    overrides = ",".join(f"gmf.{k}={v}" for k, v in GMF_RUN["gmf"].items())
+    # the data settings too: they name the data set whose split the agents read
+    synthetic = GMF_RUN["data"]["synthetic"]
+    overrides = ",".join(
+        [f"gmf.{k}={v}" for k, v in GMF_RUN["gmf"].items()]
+        + [f"data.synthetic.{k}={v}" for k, v in synthetic.items()]
+    )
     overrides += ",threads.torch=1"  # each agent's one rank takes the threads block's count
     env = {**os.environ, "PYTHONPATH": str(Path(neurec.__file__).resolve().parents[1])}
     agents = [

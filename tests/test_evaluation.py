@@ -113,7 +113,7 @@ def test_histories_padding_and_append(synthetic_split):
 def test_given_candidates_rank_each_distinct_item_once(tmp_path, project_copy):
     """NCF files: the positive and repeated negatives among the 99 count once, as the
     authors' evaluation (an item -> score map) counts them."""
-    from tests.test_pipeline import kedro_run
+    from tests.test_pipeline import dataset_folder, kedro_run
 
     rng = np.random.default_rng(0)
     n_users, n_items = 30, 60
@@ -129,16 +129,14 @@ def test_given_candidates_rank_each_distinct_item_once(tmp_path, project_copy):
     (tmp_path / "toy.train.rating").write_text("\n".join(train_lines) + "\n")
     (tmp_path / "toy.test.rating").write_text("\n".join(test_lines) + "\n")
     (tmp_path / "toy.test.negative").write_text("\n".join(negative_lines) + "\n")
-    kedro_run(
-        project_copy,
-        "most_popular",
-        {
-            "data": {"source": "ncf", "path": str(prefix)},
-            "split": {"method": "given", "min_user_interactions": 0},
-            "evaluation": {"protocols": ["full", "sampled_given_5"]},
-        },
-    )
-    metrics = json.loads((project_copy / "data/08_reporting/metrics.json").read_text())
+    params = {
+        "data": {"source": "ncf", "path": str(prefix)},
+        "split": {"method": "given", "min_user_interactions": 0},
+        "evaluation": {"protocols": ["full", "sampled_given_5"]},
+    }
+    kedro_run(project_copy, "most_popular", params)
+    reporting = dataset_folder(project_copy, "08_reporting", params)
+    metrics = json.loads((reporting / "metrics.json").read_text())
     given = metrics["models"]["most_popular"]["metrics"]["sampled_given_5"]
     # at most 5 distinct competitors incl. the target: a rank beyond 5 is impossible
     assert given["HR@5"] == 1.0

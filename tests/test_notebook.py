@@ -4,6 +4,7 @@ import os
 import shutil
 
 import nbformat
+import yaml
 from nbclient import NotebookClient
 
 from tests.conftest import PROJECT_ROOT
@@ -13,7 +14,11 @@ NOTEBOOK = PROJECT_ROOT / "notebooks" / "walkthrough.ipynb"
 
 
 def test_walkthrough_notebook_executes_on_a_fresh_run(project_copy, monkeypatch):
-    kedro_run(project_copy, "baselines", SMALL_DATA)
+    # the notebook's own session reads the project's configuration, so the small data set
+    # is configured there (as a user would), not passed to this run alone
+    (project_copy / "conf" / "local").mkdir(exist_ok=True)
+    (project_copy / "conf" / "local" / "parameters.yml").write_text(yaml.safe_dump(SMALL_DATA))
+    kedro_run(project_copy, "baselines")
     shutil.copytree(PROJECT_ROOT / "notebooks", project_copy / "notebooks")
     # the kernel is a new process: it must import this checkout's code, offline
     path = os.pathsep.join(filter(None, [str(PROJECT_ROOT / "src"), os.environ.get("PYTHONPATH")]))

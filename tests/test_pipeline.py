@@ -11,6 +11,7 @@ from kedro.framework.project import pipelines as kedro_pipelines
 from kedro.framework.session import KedroSession
 from kedro.framework.startup import bootstrap_project
 
+from neurec.dataset_key import project_dataset_key
 from neurec.errors import ConfigError, DataError
 from neurec.models import base, registry
 from neurec.pipeline_registry import register_pipelines
@@ -27,13 +28,19 @@ def kedro_run(project, pipeline="__default__", params=None):
         return session.run(pipeline_name=pipeline)
 
 
+def dataset_folder(project, layer, params=None):
+    """``data/<layer>/<dataset key>``: where a run of ``project`` with ``params`` keeps
+    the files of ``layer`` (e.g. ``08_reporting``)."""
+    return project / "data" / layer / project_dataset_key(project, params=params)
+
+
 def test_default_run_writes_metrics_report_and_plot(project_copy):
     params = dict(SMALL_DATA)
     for name, model_class in registry().items():  # keep neural models to one short epoch
         if issubclass(model_class, TorchRecommender):
             params[name] = {"epochs": 1}
     kedro_run(project_copy, params=params)
-    reporting = project_copy / "data" / "08_reporting"
+    reporting = dataset_folder(project_copy, "08_reporting", params)
     metrics = json.loads((reporting / "metrics.json").read_text())
     assert set(metrics["models"]) == set(registry())
     for result in metrics["models"].values():
@@ -69,16 +76,15 @@ def test_bad_source_stops_with_a_clear_error_and_writes_nothing(project_copy):
 def test_bad_model_parameter_names_it_and_leaves_no_model_file(project_copy):
     with pytest.raises(ConfigError, match=r"parameter ease\.l2"):
         kedro_run(project_copy, "ease", {**SMALL_DATA, "ease": {"l2": -1}})
-    assert not (project_copy / "data" / "06_models" / "ease.pt").exists()
-    assert not (project_copy / "data" / "08_reporting" / "metrics.json").exists()
+    assert not (dataset_folder(project_copy, "06_models", SMALL_DATA) / "ease.pt").exists()
+    assert not (dataset_folder(project_copy, "08_reporting", SMALL_DATA) / "metrics.json").exists()
 
 
 def test_filtering_everything_away_fails_in_split_and_says_which_parameters(project_copy):
+    params = {**SMALL_DATA, "split": {"min_item_interactions": 10**6}}
     with pytest.raises(DataError, match="min_item_interactions"):
-        kedro_run(
-            project_copy, "most_popular", {**SMALL_DATA, "split": {"min_item_interactions": 10**6}}
-        )
-    assert not (project_copy / "data" / "05_model_input" / "split").exists()
+        kedro_run(project_copy, "most_popular", params)
+    assert not (dataset_folder(project_copy, "05_model_input", params) / "split").exists()
 
 
 # --- the extension point: one model file + one parameters block ----------------------
@@ -161,9 +167,11 @@ def toy_model(monkeypatch, project_copy):
 def test_a_new_model_needs_only_its_file_and_parameters_block(toy_model, caplog):
     caplog.set_level("INFO", logger="neurec")
     kedro_run(toy_model, "item_bias", SMALL_DATA)
-    metrics = json.loads((toy_model / "data/08_reporting/metrics.json").read_text())
+    reporting = dataset_folder(toy_model, "08_reporting", SMALL_DATA)
+    metrics = json.loads((reporting / "metrics.json").read_text())
     assert list(metrics["models"]) == ["item_bias"]
     assert metrics["models"]["item_bias"]["epochs"] >= 1
     assert "item_bias epoch 1/3 loss" in caplog.text  # per-epoch progress line
-    assert list((toy_model / "data/06_models/item_bias.pt").glob("*/item_bias.pt"))
+    models = dataset_folder(toy_model, "06_models", SMALL_DATA)
+    assert list((models / "item_bias.pt").glob("*/item_bias.pt"))
     assert "toy" in register_pipelines()

@@ -29,7 +29,7 @@ from neurec.recommend import (
 from neurec.sources import load_source
 from neurec.split import SplitConfig, split_interactions
 from tests.conftest import make_split
-from tests.test_pipeline import SMALL_DATA, kedro_run
+from tests.test_pipeline import SMALL_DATA, dataset_folder, kedro_run
 
 
 @pytest.fixture(scope="module")
@@ -131,10 +131,11 @@ def test_fewer_items_than_k_left_gives_a_shorter_list(served):
 
 def test_recommend_pipeline_writes_top_k_for_every_user_outside_their_history(project_copy):
     kedro_run(project_copy, "baselines", SMALL_DATA)
-    kedro_run(project_copy, "recommend", {"recommend": {"model": "ease", "k": 7}})
-    data = project_copy / "data"
-    table = pd.read_parquet(data / "07_model_output" / "recommendations.parquet")
-    split = SplitDataset(str(data / "05_model_input" / "split")).load()
+    kedro_run(project_copy, "recommend", {**SMALL_DATA, "recommend": {"model": "ease", "k": 7}})
+    output = dataset_folder(project_copy, "07_model_output", SMALL_DATA)
+    table = pd.read_parquet(output / "recommendations.parquet")
+    model_input = dataset_folder(project_copy, "05_model_input", SMALL_DATA)
+    split = SplitDataset(str(model_input / "split")).load()
     users, items = split.user_index, split.item_index
     assert list(table.columns) == ["user", "rank", "item", "score", "title", "strategy"]
     assert set(table["user"]) == set(users["source_id"])
@@ -150,7 +151,7 @@ def test_recommend_pipeline_writes_top_k_for_every_user_outside_their_history(pr
     assert table.merge(seen, on=["user", "item"]).empty
 
     # the Python API on the project's files answers the same for the same history
-    service = RecommendationService.from_project(project_copy, "ease")
+    service = RecommendationService.from_project(project_copy, "ease", params=SMALL_DATA)
     first = table[table["user"] == table["user"].iloc[0]]
     history = seen.loc[seen["user"] == first["user"].iloc[0], "item"].tolist()
     assert service.recommend(history, k=7).items == first["item"].tolist()
@@ -159,11 +160,12 @@ def test_recommend_pipeline_writes_top_k_for_every_user_outside_their_history(pr
 def test_recommend_pipeline_names_a_bad_or_untrained_model(project_copy):
     kedro_run(project_copy, "most_popular", SMALL_DATA)
     with pytest.raises(ConfigError, match=r"recommend\.model"):
-        kedro_run(project_copy, "recommend", {"recommend": {"model": "nosuch"}})
-    with pytest.raises(DatasetError, match=r"kedro run --pipeline=ials"):
-        kedro_run(project_copy, "recommend", {"recommend": {"model": "ials"}})
+        kedro_run(project_copy, "recommend", {**SMALL_DATA, "recommend": {"model": "nosuch"}})
+    with pytest.raises(DataError, match=r"kedro run --pipeline=ials"):
+        kedro_run(project_copy, "recommend", {**SMALL_DATA, "recommend": {"model": "ials"}})
     with pytest.raises(ConfigError, match=r"recommend\.k"):
-        kedro_run(project_copy, "recommend", {"recommend": {"model": "most_popular", "k": 0}})
+        params = {**SMALL_DATA, "recommend": {"model": "most_popular", "k": 0}}
+        kedro_run(project_copy, "recommend", params)
 
 
 # --- a model file is served only on the split and as the model it was trained as ----------
@@ -355,9 +357,9 @@ def test_memory_while_writing_does_not_grow_with_the_number_of_users(tmp_path):
 
 def test_a_run_failing_mid_stream_leaves_the_previous_recommendations(project_copy, monkeypatch):
     kedro_run(project_copy, "most_popular", SMALL_DATA)
-    params = {"recommend": {"model": "most_popular", "k": 3, "batch_size": 50}}
-    kedro_run(project_copy, "recommend", params)
-    folder = project_copy / "data" / "07_model_output"
+    recommended = {"model": "most_popular", "k": 3, "batch_size": 50}
+    kedro_run(project_copy, "recommend", {**SMALL_DATA, "recommend": recommended})
+    folder = dataset_folder(project_copy, "07_model_output", SMALL_DATA)
     written = (folder / "recommendations.parquet").read_bytes()
     table = pd.read_parquet(folder / "recommendations.parquet")
     # one file of every user (the runner saved the stream once, not chunk over chunk)
@@ -374,7 +376,7 @@ def test_a_run_failing_mid_stream_leaves_the_previous_recommendations(project_co
 
     monkeypatch.setattr(recommend_nodes, "recommendation_table", fails_on_the_third_chunk)
     with pytest.raises(DatasetError, match="scoring failed half-way"):
-        kedro_run(project_copy, "recommend", {"recommend": {**params["recommend"], "k": 4}})
+        kedro_run(project_copy, "recommend", {**SMALL_DATA, "recommend": {**recommended, "k": 4}})
     assert len(calls) == 3
     assert (folder / "recommendations.parquet").read_bytes() == written
     assert sorted(p.name for p in folder.iterdir() if "recommendations" in p.name) == [

@@ -26,7 +26,7 @@ from neurec.report import plots
 from neurec.report.archive import ResultsArchive, with_earlier_runs
 from neurec.report.results import ModelRun, ReportConfig, assemble
 from tests.conftest import PROJECT_ROOT
-from tests.test_pipeline import SMALL_DATA, kedro_run
+from tests.test_pipeline import SMALL_DATA, dataset_folder, kedro_run
 
 STATS = {
     "users": 400,
@@ -41,6 +41,7 @@ STATS = {
 EVALUATION = {"protocols": ["full", "sampled_uniform_99"], "seed": 1}
 SETTINGS = {"bootstrap_resamples": 500, "permutation_resamples": 2000}
 SPLIT = "400x50:0123456789ab"
+KEY = "synthetic-400u-50i-s1_loo5-0a1b2c"
 
 
 def fake_model(hit_rate, rng, history=None, like=None, split=SPLIT, parameters=None):
@@ -172,9 +173,9 @@ def test_without_a_baseline_the_report_names_the_command_that_trains_one(monkeyp
 def test_bad_report_settings_name_the_parameter(tmp_path):
     archive = ResultsArchive(str(tmp_path / "*.json"), str(tmp_path / "*.parquet"))
     with pytest.raises(ConfigError, match=r"report\.confidence"):
-        build_metrics(STATS, EVALUATION, {"confidence": 95}, archive)
+        build_metrics(KEY, STATS, EVALUATION, {"confidence": 95}, archive)
     with pytest.raises(ConfigError, match=r"report\.resamples"):
-        build_metrics(STATS, EVALUATION, {"resamples": 10}, archive)
+        build_metrics(KEY, STATS, EVALUATION, {"resamples": 10}, archive)
 
 
 # --- a best epoch that is the last one ----------------------------------------------------
@@ -364,7 +365,7 @@ def test_a_run_writes_the_report_its_charts_and_plotly_previews(project_copy, ca
     kedro_run(project_copy, "baselines", SMALL_DATA)
     caplog.set_level("INFO", logger="neurec")
     kedro_run(project_copy, "gmf", {**SMALL_DATA, "gmf": {"epochs": 1}})
-    reporting = project_copy / "data" / "08_reporting"
+    reporting = dataset_folder(project_copy, "08_reporting", SMALL_DATA)
     metrics = json.loads((reporting / "metrics.json").read_text())
     assert set(metrics["models"]) == {"most_popular", "ease", "ials", "gmf"}
     assert [m for m, v in metrics["models"].items() if v["this_run"]] == ["gmf"]

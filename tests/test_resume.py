@@ -14,7 +14,7 @@ from neurec.models import registry
 from neurec.pipelines.modeling import nodes
 from neurec.training import Checkpoint, training_key
 from tests.conftest import make_split
-from tests.test_pipeline import SMALL_DATA, kedro_run
+from tests.test_pipeline import SMALL_DATA, dataset_folder, kedro_run
 
 TINY_SOURCE = {
     "source": "synthetic",
@@ -174,7 +174,8 @@ def test_a_second_kedro_run_resumes_the_interrupted_one(project_copy, monkeypatc
     )
     with pytest.raises(Interrupted):
         kedro_run(project_copy, "sasrec", SMALL_RUN)
-    checkpoint = project_copy / "data/06_models/checkpoints/sasrec.pt"
+    models = dataset_folder(project_copy, "06_models", SMALL_RUN)
+    checkpoint = models / "checkpoints" / "sasrec.pt"
     assert checkpoint.exists()
 
     monkeypatch.setattr(workflow, "make_validator", make_validator)  # the next run: no kill
@@ -183,7 +184,7 @@ def test_a_second_kedro_run_resumes_the_interrupted_one(project_copy, monkeypatc
     kedro_run(project_copy, "sasrec", SMALL_RUN)
     assert f"sasrec: resuming from checkpoint {checkpoint} at epoch 3/6" in caplog.text
     assert "sasrec epoch 3/6" not in caplog.text and "sasrec epoch 4/6" in caplog.text
-    report = json.loads((project_copy / "data/06_models/sasrec_fit_report.json").read_text())
+    report = json.loads((models / "sasrec_fit_report.json").read_text())
     assert [entry["epoch"] for entry in report["history"]] == [1, 2, 3, 4, 5, 6]
     assert not checkpoint.exists()
 
@@ -195,7 +196,7 @@ def test_resume_off_trains_from_scratch(project_copy, monkeypatch, caplog):
     )
     with pytest.raises(Interrupted):
         kedro_run(project_copy, "sasrec", params)
-    assert not (project_copy / "data/06_models/checkpoints").exists()
+    assert not (dataset_folder(project_copy, "06_models", params) / "checkpoints").exists()
 
 
 def test_a_bad_resume_setting_names_the_parameter(tmp_path):

@@ -23,7 +23,7 @@ from neurec.datasets import SplitDataset
 from neurec.recommend import RecommendationService
 from neurec.serving_benchmark import post, served, server_env, thread_count, training_params
 from tests.conftest import copy_project
-from tests.test_pipeline import SMALL_DATA, kedro_run
+from tests.test_pipeline import SMALL_DATA, dataset_folder, kedro_run
 
 SERVED = ("sasrec", "ease")
 
@@ -51,7 +51,8 @@ def server(trained) -> Iterator[str]:
 
 def requests_for(project: Path) -> list[dict]:
     """A known user's history, a new user's, one with an unknown id, a cold start."""
-    split = SplitDataset(str(project / "data/05_model_input/split")).load()
+    model_input = dataset_folder(project, "05_model_input", SMALL_DATA)
+    split = SplitDataset(str(model_input / "split")).load()
     items = split.item_index["source_id"]
     users = split.user_index["source_id"]
     known = items.iloc[split.train.histories.of(0)].tolist()
@@ -81,7 +82,8 @@ def test_served_sasrec_answers_as_the_python_service(trained, server):
     status, body = post(server, {"dataframe_records": rows})
     assert status == 200, body
     predictions = body["predictions"]
-    assert_same_answers(predictions, RecommendationService.from_project(trained, "sasrec"), rows)
+    service = RecommendationService.from_project(trained, "sasrec", params=SMALL_DATA)
+    assert_same_answers(predictions, service, rows)
     new_user, with_unknown, cold = predictions[1:]
     assert new_user["strategy"] == "model" and len(new_user["items"]) == 5
     assert with_unknown["unknown_items"] == [10**9] and with_unknown["strategy"] == "model"
@@ -151,5 +153,6 @@ def test_ease_loaded_in_process_answers_as_the_python_service(trained):
     assert not schema["k"].required and not schema["user"].required
     rows = requests_for(trained)
     answers = model.predict(pd.DataFrame(rows)).to_dict("records")
-    assert_same_answers(answers, RecommendationService.from_project(trained, "ease"), rows)
+    service = RecommendationService.from_project(trained, "ease", params=SMALL_DATA)
+    assert_same_answers(answers, service, rows)
     assert answers[1]["strategy"] == "model"  # EASE reads histories: a new user too

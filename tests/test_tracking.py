@@ -15,7 +15,7 @@ from neurec.datasets import load_model
 from neurec.hooks import dataset_key, mlflow_name, source_label
 from neurec.models import base, registry
 from neurec.pipelines.modeling import nodes as modeling_nodes
-from tests.test_pipeline import SMALL_DATA, ItemBias, kedro_run
+from tests.test_pipeline import SMALL_DATA, ItemBias, dataset_folder, kedro_run
 
 
 @pytest.fixture
@@ -84,6 +84,7 @@ def test_the_run_and_its_model_run_hold_parameters_curves_metrics_and_the_model(
     assert params["data.synthetic.n_users"] == "120" and params["split.method"] == "leave_one_out"
     assert "evaluation.protocols" in params
 
+    models = dataset_folder(project, "06_models", SMALL_DATA)
     # the model's own run: under the pipeline's, named after it, its config with defaults
     assert child.data.tags[MLFLOW_PARENT_RUN_ID] == run.info.run_id
     assert child.info.run_name == "item_bias" and child.info.status == "FINISHED"
@@ -91,19 +92,20 @@ def test_the_run_and_its_model_run_hold_parameters_curves_metrics_and_the_model(
     assert child.data.tags["neurec.family"] == "toy"
     assert child.data.params["epochs"] == "3" and child.data.params["negatives"] == "2"
     assert child.data.params["distributed.world_size"] == "1"  # a default, not in the YAML
-    (saved,) = (project / "data/06_models/item_bias.pt").glob("*/item_bias.pt")
+    (saved,) = (models / "item_bias.pt").glob("*/item_bias.pt")
     fingerprint = load_model(saved).data_fingerprint
     assert fingerprint and child.data.tags["neurec.dataset"] == f"synthetic {fingerprint}"
     assert run.data.tags["neurec.dataset"] == child.data.tags["neurec.dataset"]
 
-    fit = json.loads((project / "data/06_models/item_bias_fit_report.json").read_text())
+    fit = json.loads((models / "item_bias_fit_report.json").read_text())
     assert len(fit["history"]) == 3
     for key, field in [("train.loss", "loss"), ("validation.NDCG_at_10", "val_NDCG@10")]:
         history = client.get_metric_history(child.info.run_id, key)
         assert [m.step for m in history] == [1, 2, 3]
         assert [m.value for m in history] == pytest.approx([e[field] for e in fit["history"]])
 
-    result = json.loads((project / "data/08_reporting/metrics.json").read_text())["models"]
+    reporting = dataset_folder(project, "08_reporting", SMALL_DATA)
+    result = json.loads((reporting / "metrics.json").read_text())["models"]
     for protocol, values in result["item_bias"]["metrics"].items():
         for metric, value in values.items():
             assert child.data.metrics[f"{protocol}.{mlflow_name(metric)}"] == pytest.approx(value)

@@ -2,10 +2,11 @@
 
 Passing ``nn.Module`` objects between nodes through MemoryDataset deep-copies them and
 loses them at the end of the run; instead a trained model is written to disk as
-``{"name", "config", "n_users", "n_items", "state", "data_fingerprint"}`` and rebuilt from
-the registry on load, so it can be reloaded without the training code's defaults. The
-fingerprint names the split it was trained on (``neurec.provenance``); files saved before
-it was recorded load with None, and serving refuses them.
+``{"name", "config", "n_users", "n_items", "state", "data_fingerprint", "dataset_key"}``
+and rebuilt from the registry on load, so it can be reloaded without the training code's
+defaults. The fingerprint names the split it was trained on (``neurec.provenance``), the
+key the data set it was saved under (``neurec.dataset_key``); files saved before either
+was recorded load with None, and serving refuses a file without a fingerprint.
 
 Every file a run writes appears whole or not at all: ``save_model``, the ``Atomic``
 wrapper (for kedro-datasets' file datasets) and ``ParquetChunks`` (a table streamed in chunks)
@@ -35,6 +36,7 @@ import torch
 from kedro.io import AbstractDataset, AbstractVersionedDataset, DatasetError, Version
 from kedro.io.core import get_filepath_str, get_protocol_and_path, parse_dataset_definition
 
+from neurec.errors import DataError
 from neurec.files import torch_save_atomically
 from neurec.interactions import Interactions
 from neurec.models import Recommender, registry
@@ -51,6 +53,7 @@ def model_payload(model: Recommender) -> dict[str, Any]:
         "n_items": model.n_items,
         "state": model.state(),
         "data_fingerprint": model.data_fingerprint,
+        "dataset_key": model.dataset_key,
     }
 
 
@@ -62,12 +65,20 @@ def model_from_payload(payload: dict[str, Any], origin: str) -> Recommender:
     model = models[name].from_params(payload["config"], payload["n_users"], payload["n_items"])
     model.load_state(payload["state"])
     model.data_fingerprint = payload.get("data_fingerprint")
+    model.dataset_key = payload.get("dataset_key")
     return model
 
 
-def save_model(model: Recommender, path: Path) -> None:
-    """Write atomically: a crash mid-save leaves the previous file (or none), not half a file."""
-    torch_save_atomically(model_payload(model), path)
+def save_model(model: Recommender, path: Path, dataset_key: str | None = None) -> None:
+    """Write atomically: a crash mid-save leaves the previous file (or none), not half a file.
+
+    ``dataset_key``: the data set the file is saved under, recorded in it (default: the
+    model's own ``dataset_key``).
+    """
+    payload = model_payload(model)
+    if dataset_key is not None:
+        payload["dataset_key"] = dataset_key
+    torch_save_atomically(payload, path)
 
 
 def load_model(path: Path) -> Recommender:
@@ -77,24 +88,31 @@ def load_model(path: Path) -> Recommender:
 
 
 class ModelDataset(AbstractVersionedDataset[Recommender, Recommender]):
-    """A registered recommender on the local file system (``.pt``), optionally versioned."""
+    """A registered recommender on the local file system (``.pt``), optionally versioned.
 
-    def __init__(self, filepath: str, version: Version | None = None) -> None:
+    ``dataset_key``: the data set this entry's files belong to (``${dataset_key:}`` in the
+    catalog): written into every model saved, and a model served from here must carry it.
+    """
+
+    def __init__(
+        self, filepath: str, version: Version | None = None, dataset_key: str | None = None
+    ) -> None:
         super().__init__(PurePosixPath(Path(filepath).as_posix()), version)
+        self._dataset_key = dataset_key
 
     def load(self) -> Recommender:
         return load_model(Path(self._get_load_path()))
 
     def load_to_serve(self, name: str, fingerprint: str) -> Recommender:
         """Load the model to serve as ``name`` on the split whose fingerprint is given;
-        another model class or another split is refused (``check_trained_on``)."""
+        another model class, data set or split is refused (``check_trained_on``)."""
         path = Path(self._get_load_path())
         model = load_model(path)
-        check_trained_on(model, str(path), name, fingerprint)
+        check_trained_on(model, str(path), name, fingerprint, self._dataset_key)
         return model
 
     def save(self, data: Recommender) -> None:
-        save_model(data, Path(self._get_save_path()))
+        save_model(data, Path(self._get_save_path()), self._dataset_key)
 
     def _exists(self) -> bool:
         try:
@@ -103,27 +121,70 @@ class ModelDataset(AbstractVersionedDataset[Recommender, Recommender]):
             return False
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath), "version": self._version}
+        return {
+            "filepath": str(self._filepath),
+            "version": self._version,
+            "dataset_key": self._dataset_key,
+        }
+
+
+ANY_MODEL = "<model>"  # in messages about a data set without any trained model
 
 
 @dataclass(frozen=True)
 class ModelShelf:
-    """The trained models in a folder, each loaded (latest version) only when asked for."""
+    """The trained models in a folder, each loaded (latest version) only when asked for.
+
+    ``dataset_key``: the data set the folder belongs to (``data/06_models/<key>``); its
+    sibling folders hold the models of other data sets.
+    """
 
     path: Path
+    dataset_key: str | None = None
 
     def names(self) -> list[str]:
         return sorted(p.stem for p in self.path.glob("*.pt"))
 
+    def elsewhere(self, name: str = "*") -> list[str]:
+        """The other data sets (keys) with a trained ``name`` model (any model for ``*``)."""
+        if self.dataset_key is None:
+            return []
+        # a versioned model is a folder <model>.pt/; a checkpoint is a file
+        folders = (p for p in self.path.parent.glob(f"*/{name}.pt") if p.is_dir())
+        return sorted({p.parent.name for p in folders} - {self.dataset_key})
+
     def load(self, name: str, fingerprint: str) -> Recommender:
         """The latest ``name`` model, checked against the current split's ``fingerprint``."""
-        dataset = ModelDataset(str(self.path / f"{name}.pt"), Version(None, None))
+        dataset = ModelDataset(str(self.path / f"{name}.pt"), Version(None, None), self.dataset_key)
         if not dataset.exists():
-            raise DatasetError(
-                f"no trained model '{name}' in {self.path} (trained: {self.names() or 'none'}); "
-                f"train it first: kedro run --pipeline={name}"
-            )
+            raise DataError(self.missing(name))
         return dataset.load_to_serve(name, fingerprint)
+
+    def missing(self, name: str) -> str:
+        """Why model ``name`` (:data:`ANY_MODEL`: any) cannot be served from here: what is
+        trained, on which other data sets, and the command that trains it."""
+        train = f"kedro run --pipeline={name}"
+        trained = ", ".join(self.names()) or "none"
+        if self.dataset_key is None:
+            return (
+                f"no trained model '{name}' in {self.path} (trained: {trained}); "
+                f"train it first: {train}"
+            )
+        wanted = "no model was trained" if name == ANY_MODEL else f"no trained model '{name}'"
+        message = (
+            f"{wanted} for data set {self.dataset_key} in {self.path} (trained for it: {trained}); "
+        )
+        others = self.elsewhere("*" if name == ANY_MODEL else name)
+        if others:
+            which = "models were" if name == ANY_MODEL else f"'{name}' was"
+            message += (
+                f"{which} trained on data set {' and '.join(others)}: run with the data and "
+                f"split settings of {'one of them' if len(others) > 1 else 'that one'}, or "
+                f"train it on {self.dataset_key}: "
+            )
+        else:
+            message += "train it first: "
+        return f"{message}{train} with this run's --params and --env"
 
 
 class TrainedModels(AbstractDataset[None, ModelShelf]):
@@ -133,17 +194,23 @@ class TrainedModels(AbstractDataset[None, ModelShelf]):
     fixed when it is built, so the node takes this shelf and picks the model by name.
     """
 
-    def __init__(self, path: str) -> None:
+    def __init__(self, path: str, dataset_key: str | None = None) -> None:
         self._path = Path(path)
+        self._dataset_key = dataset_key
 
     def load(self) -> ModelShelf:
-        return ModelShelf(self._path)
+        """The shelf; a data set without any trained model stops here, before its split
+        (perhaps never made either) is read."""
+        shelf = ModelShelf(self._path, self._dataset_key)
+        if self._dataset_key is not None and not shelf.names():
+            raise DataError(shelf.missing(ANY_MODEL))
+        return shelf
 
     def save(self, data: None) -> None:
         raise DatasetError("trained models are read-only here; they are saved as '<model>.model'")
 
     def _describe(self) -> dict[str, Any]:
-        return {"path": self._path.as_posix()}
+        return {"path": self._path.as_posix(), "dataset_key": self._dataset_key}
 
 
 class SavedResults(AbstractDataset[None, ResultsArchive]):

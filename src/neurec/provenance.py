@@ -5,7 +5,9 @@ or split with the same numbers of users and items loads without complaint and gi
 meaningless recommendations. The train node therefore stores a fingerprint of its split
 in the model (``Recommender.data_fingerprint``, saved with the weights), and whoever
 serves a model (the recommend pipeline, ``RecommendationService``) recomputes it from the
-current split and refuses a model file whose fingerprint or model class differs.
+current split and refuses a model file whose fingerprint or model class differs. A model
+saved through the catalog also carries its dataset key (``neurec.dataset_key``): a model
+of another data set is refused naming both keys, before the fingerprints are compared.
 Plain Python and numpy; no Kedro.
 """
 
@@ -54,9 +56,16 @@ def _column_bytes(values: pd.Series) -> bytes:
     return "\x00".join(map(str, values.to_numpy())).encode()
 
 
-def check_trained_on(model: Recommender, origin: str, name: str, fingerprint: str) -> None:
-    """Refuse to serve, as model ``name`` on the split of ``fingerprint``, a model loaded from
-    ``origin`` (a file) that is another model class or was trained on other data.
+def check_trained_on(
+    model: Recommender,
+    origin: str,
+    name: str,
+    fingerprint: str,
+    dataset_key: str | None = None,
+) -> None:
+    """Refuse to serve, as model ``name`` on the split of ``fingerprint`` (of the data set
+    ``dataset_key``, when known), a model loaded from ``origin`` (a file) that is another
+    model class or was trained on other data.
 
     One :class:`DataError` naming the file, what differs and the command that retrains it.
     """
@@ -65,6 +74,13 @@ def check_trained_on(model: Recommender, origin: str, name: str, fingerprint: st
         raise DataError(
             f"{origin}: holds a '{model.name}' model ({type(model).__name__}), "
             f"not the '{name}' model asked for; {retrain}"
+        )
+    if None not in (model.dataset_key, dataset_key) and model.dataset_key != dataset_key:
+        raise DataError(
+            f"{origin}: model '{name}' was trained on data set {model.dataset_key}, not on "
+            f"this run's data set {dataset_key} (its data source, settings and split); "
+            f"retrain it on {dataset_key}: kedro run --pipeline={name} with this run's "
+            "--params and --env"
         )
     if model.data_fingerprint is None:
         raise DataError(

@@ -217,17 +217,22 @@ class RecommendationService:
 
     @classmethod
     def from_project(
-        cls, project: str | Path = ".", model: str = "ease", env: str | None = None
+        cls,
+        project: str | Path = ".",
+        model: str = "ease",
+        env: str | None = None,
+        params: dict[str, Any] | None = None,
     ) -> RecommendationService:
         """From a project folder's outputs, loaded by Kedro: the project's catalog in the
         configuration environment ``env`` (``local`` by default), as ``kedro run`` sees it,
-        and the latest saved version of ``<model>.model``."""
+        with ``params`` (nested, as ``kedro run --params`` gives them), and the latest saved
+        version of ``<model>.model`` of that data set (``data/06_models/<dataset key>/``)."""
         from kedro.framework.session import KedroSession
         from kedro.framework.startup import bootstrap_project
 
         root = Path(project).resolve()
         bootstrap_project(root)
-        with KedroSession.create(root, env=env) as session:
+        with KedroSession.create(root, env=env, runtime_params=params) as session:
             return cls.from_catalog(session.load_context().catalog, model)
 
     def recommend(self, history: Sequence[Any], k: int = 10, user: Any = None) -> Recommendations:

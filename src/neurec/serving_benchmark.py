@@ -36,7 +36,9 @@ from pathlib import Path
 import numpy as np
 
 import neurec
+from neurec.dataset_key import project_dataset_key
 from neurec.datasets import SplitDataset
+from neurec.distributed import parse_params
 from neurec.threads import AUTO, ThreadsConfig, resolve_threads
 
 START_SECONDS = 90
@@ -136,9 +138,11 @@ def post(url: str, body: object, timeout: float = 60) -> tuple[int, dict]:
         return error.code, json.loads(error.read())
 
 
-def histories(project: Path) -> list[list[int]]:
-    """Every user's train + validation history as source item ids, in time order."""
-    split = SplitDataset(str(project / "data" / "05_model_input" / "split")).load()
+def histories(project: Path, params: str) -> list[list[int]]:
+    """Every user's train + validation history as source item ids, in time order, in the
+    split of the data set ``kedro run --params <params>`` works on."""
+    key = project_dataset_key(project, params=parse_params(params))
+    split = SplitDataset(str(project / "data" / "05_model_input" / key / "split")).load()
     items = split.item_index["source_id"].to_numpy()
     history = split.evaluation.history
     users = np.flatnonzero(history.lengths() > 0)
@@ -224,7 +228,7 @@ def main(argv: list[str] | None = None) -> dict:
         rng = np.random.default_rng(args.seed)
         for model in args.models:
             train(project, model, params)
-            every = histories(project)
+            every = histories(project, params)
             pick = rng.integers(len(every), size=args.requests + args.batches * args.batch)
             rows = [{"history": every[i], "k": args.k} for i in pick]
             singles = [{"dataframe_records": [row]} for row in rows[: args.requests]]

@@ -1,8 +1,8 @@
 """Project settings (Kedro)."""
 
-from kedro.config import OmegaConfigLoader
 from omegaconf.resolvers import oc
 
+from neurec.dataset_key import DatasetKeyConfigLoader, DatasetKeyHooks
 from neurec.hooks import MlflowTrackingHooks, ThreadsHooks
 from neurec.pipeline_registry import PipelineParametersHooks
 from neurec.pipelines.reporting.hooks import ReportLocationHooks
@@ -11,9 +11,11 @@ from neurec.validation import ParameterValidationHooks
 
 # pluggy calls the hooks of one priority last-registered first: the threads block and the
 # parameter check run before the run lock is taken, so a refused run leaves nothing behind,
-# not even the lock; where the report is comes last of all
+# not even the lock; the dataset key is logged last at the start and the end of a run, and
+# where the report is comes last of all
 HOOKS = (
     ReportLocationHooks(),
+    DatasetKeyHooks(),
     PipelineParametersHooks(),  # the pipelines' models depend on the parameters
     MlflowTrackingHooks(),
     RunGuardHooks(),
@@ -21,7 +23,8 @@ HOOKS = (
     ThreadsHooks(),
 )
 
-CONFIG_LOADER_CLASS = OmegaConfigLoader
+# Kedro's OmegaConfigLoader, plus ${dataset_key:} in the catalog (data/<layer>/<key>/)
+CONFIG_LOADER_CLASS = DatasetKeyConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",

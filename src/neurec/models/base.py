@@ -59,7 +59,8 @@ class Recommender(ABC):
     ``data_fingerprint``: the split the model was trained on
     (``neurec.provenance.split_fingerprint``), set by the train node and saved with the
     model; None until then. Serving refuses a model whose fingerprint is not the current
-    split's.
+    split's. ``dataset_key``: the data set it was saved under (``neurec.dataset_key``),
+    recorded by the catalog's model dataset; None for a model not saved that way.
     """
 
     name: ClassVar[str]
@@ -72,6 +73,7 @@ class Recommender(ABC):
         self.n_users = n_users
         self.n_items = n_items
         self.data_fingerprint: str | None = None
+        self.dataset_key: str | None = None
 
     @abstractmethod
     def fit(self, train: Interactions, validator: Validator | None = None) -> FitReport:

@@ -30,6 +30,7 @@ def split_model_inputs(per_model: Mapping[str, Any]) -> dict[str, ModelRun]:
 
 
 def build_metrics(
+    dataset_key: str,
     dataset_stats: dict[str, Any],
     evaluation_params: dict[str, Any],
     report_params: dict[str, Any],
@@ -40,7 +41,7 @@ def build_metrics(
     evaluation = build_config(EvaluationConfig, evaluation_params, "evaluation")
     settings = build_config(ReportConfig, report_params, "report")
     runs = with_earlier_runs(split_model_inputs(per_model), saved_results)
-    return assemble(dataset_stats, evaluation, settings, runs)
+    return {"dataset_key": dataset_key, **assemble(dataset_stats, evaluation, settings, runs)}
 
 
 def report(metrics: dict[str, Any]) -> tuple[str, str, Figure, Figure, Figure]:

@@ -10,6 +10,7 @@ from neurec.pipelines.reporting.nodes import build_metrics, interactive_charts, 
 
 def create_pipeline(model_names: Iterable[str]) -> Pipeline:
     inputs = {
+        "dataset_key": "dataset_key",
         "dataset_stats": "dataset_stats",
         "evaluation_params": "params:evaluation",
         "report_params": "params:report",
