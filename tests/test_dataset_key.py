@@ -17,7 +17,6 @@ from neurec.dataset_key import (
 )
 from neurec.datasets import ModelDataset, ModelShelf, TrainedModels, load_model
 from neurec.errors import DataError
-from neurec.provenance import split_fingerprint
 from neurec.recommend import RecommendationService
 from tests.conftest import PROJECT_ROOT
 from tests.test_pipeline import SMALL_DATA, dataset_folder, kedro_run
@@ -94,7 +93,7 @@ def test_catalog_paths_follow_the_runtime_params_and_raw_downloads_stay_shared()
         for value in json.dumps(entry).split('"')
         if value.startswith("data/")
     ]
-    assert paths and all(re.match(rf"data/0[2-8]_\w+/{key}(/|$)", p) for p in paths), paths
+    assert paths and all(re.match(rf"data/0[2-9]_\w+/{key}(/|$)", p) for p in paths), paths
     assert catalog["dataset_key"]["key"] == key
     assert loader["parameters"]["data"]["movielens"]["cache_dir"] == "data/01_raw"
 
@@ -118,7 +117,7 @@ def split():
 
 
 def fingerprint(split) -> str:
-    return split_fingerprint(split.train, split.validation, split.user_index, split.item_index)
+    return split.fingerprint
 
 
 def save_under(split, name: str, models, key: str):
