@@ -18,8 +18,8 @@ compare as rows of MLflow's table, each with the same column names:
   hold the trained model file (``model.pt``, which ``neurec.datasets.load_model`` reads),
   the only copy of the weights in MLflow. It is logged when the whole pipeline has
   succeeded, so a failed run registers no model;
-* tags ``neurec.model``, ``neurec.family`` and ``neurec.dataset`` (:func:`dataset_key`, also
-  on the parent).
+* tags ``neurec.model``, ``neurec.family`` and ``neurec.dataset`` (the data set key of
+  ``neurec.dataset_key``, also on the parent).
 
 The model library itself never imports MLflow: everything comes from the nodes' inputs
 and outputs. Children are written by id through ``MlflowClient`` and never made the active
@@ -58,6 +58,7 @@ from kedro.pipeline.node import Node
 from mlflow.entities import Metric, Param, Run, RunStatus
 from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
+from neurec.dataset_key import dataset_key
 from neurec.models import Recommender, registry
 from neurec.models.base import build_config
 from neurec.recommend import RecommendationService
@@ -128,14 +129,6 @@ def source_label(data: Mapping[str, Any]) -> str:
         return f"{source} {Path(str(data['path'])).name}"
     variant = (data.get(source) or {}).get("variant")
     return f"{source}-{variant}" if variant else source
-
-
-def dataset_key(parameters: Mapping[str, Any], fingerprint: str | None) -> str:
-    """The data set and split a model was trained on, as the ``neurec.dataset`` tag:
-    the source (:func:`source_label`) and the split's fingerprint
-    (``neurec.provenance.split_fingerprint``), e.g. ``synthetic 790x400:3f2a9c01b7de``."""
-    label = source_label(parameters.get("data") or {})
-    return f"{label} {fingerprint}" if fingerprint else label
 
 
 def parent_run_name(pipeline: str, parameters: Mapping[str, Any], started: float) -> str:
@@ -348,7 +341,7 @@ class MlflowTrackingHooks:
         """Tag ``model``'s child and the parent with the data set ``trained`` learned from."""
         if not isinstance(trained, Recommender):
             return
-        key = dataset_key(self._parameters, trained.data_fingerprint)
+        key = dataset_key(self._parameters)  # the folder name of this run's data set
         client = mlflow.MlflowClient()
         for run_id in (self._children[model], self._run_id):
             client.set_tag(run_id, DATASET_TAG, key)
