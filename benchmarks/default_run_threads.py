@@ -56,7 +56,8 @@ def timed_run(threads: str, pipeline: str, params: str) -> dict:
         if done.returncode != 0:
             raise RuntimeError(f"kedro run failed ({done.returncode}):\n{done.stderr[-3000:]}")
         used = re.search(r"torch threads: (\d+) intra-op", done.stdout + done.stderr)
-        metrics = json.loads((project / "data/08_reporting/metrics.json").read_text())
+        (report,) = (project / "data/08_reporting").glob("*/metrics.json")  # <data set>/
+        metrics = json.loads(report.read_text())
         return {
             "threads_setting": threads,
             "torch_threads": int(used.group(1)) if used else None,
