@@ -34,7 +34,7 @@ from neurec import workflow
 from neurec.errors import ConfigError, NeurecError
 from neurec.evaluation import EvaluationConfig
 from neurec.models import Recommender, registry
-from neurec.models.base import build_config, dependencies, with_dependencies
+from neurec.models.base import build_config, with_dependencies
 from neurec.threads import ThreadsConfig, apply_threads
 
 logger = logging.getLogger("neurec.benchmark")
@@ -96,14 +96,13 @@ def run_benchmark(
     for spec, (name, overrides) in zip(model_specs, specs, strict=True):
         pretrained = {}
         run_params = {**model_params, name: {**(model_params.get(name) or {}), **overrides}}
-        if dependencies(name, run_params):
-            for dependency in with_dependencies([name], run_params)[:-1]:
-                if dependency not in trained:
-                    logger.info("%s: training %s first, to initialise from", spec, dependency)
-                    trained[dependency], _ = workflow.train(
-                        dependency, model_params.get(dependency), split
-                    )
-                pretrained[dependency] = trained[dependency]
+        for dependency in with_dependencies([name], run_params)[:-1]:  # none for most
+            if dependency not in trained:
+                logger.info("%s: training %s first, to initialise from", spec, dependency)
+                trained[dependency], _ = workflow.train(
+                    dependency, model_params.get(dependency), split
+                )
+            pretrained[dependency] = trained[dependency]
         reset_peak_memory()
         model, report = workflow.train(name, run_params[name], split, pretrained=pretrained)
         if not overrides:
