@@ -5,14 +5,17 @@ from functools import partial
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
+from neurec import scale_benchmark
 from neurec.errors import ConfigError
 from neurec.evaluation import FULL, score_protocol
 from neurec.interactions import Interactions
 from neurec.models import registry
 from neurec.models.base import Recommender
+from neurec.scale_benchmark import STAGES, slopes
 from neurec.sources.synthetic import SyntheticConfig, generate
 
 CLEAR_REFS = Path("/proc/self/clear_refs")
@@ -127,3 +130,29 @@ def test_generator_keeps_items_distinct_when_histories_cover_half_the_catalogue(
     assert table["item"].between(1, 60).all() and table["timestamp"].is_monotonic_increasing
     # times increase within a user in the order the items were generated
     assert table.equals(generate(config))
+
+
+def test_slopes_are_log_log_least_squares_per_stage():
+    rows = [
+        {"source": "synthetic", "interactions": n, **{f"{s}_s": n / 1e3 for s in STAGES}}
+        for n in (1e5, 1e6, 1e7)
+    ]
+    for row in rows:
+        row["evaluate_s"] = (row["interactions"] / 1e5) ** 2  # quadratic
+    slope = slopes(rows)
+    assert slope["split"] == pytest.approx(1.0) and slope["evaluate"] == pytest.approx(2.0)
+
+
+def test_scale_benchmark_writes_the_cost_curve_of_each_stage(tmp_path):
+    out = tmp_path / "curve"
+    options = {"--sizes": "20k", "--model": "most_popular", "--threads": "1", "--label": "test"}
+    arguments = [part for pair in options.items() for part in pair]
+    scale_benchmark.main(
+        [*arguments, "--protocols", "full", "sampled_uniform_9", "--out", str(out)]
+    )
+    table = pd.read_csv(out / "cost_curve.csv")
+    assert table["interactions"].iloc[0] > 15_000 and (table[[f"{s}_s" for s in STAGES]] > 0).all(
+        axis=None
+    )
+    text = (out / "cost_curve.md").read_text()
+    assert "torch threads: 1" in text and "(test)" in text and (out / "cost_curve.png").exists()

@@ -250,9 +250,8 @@ def child_env(threads: int | None) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(Path(__file__).resolve().parents[1]), env.get("PYTHONPATH")])
     )
-    if threads:
-        for name in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
-            env[name] = str(threads)
+    if threads:  # torch's intra-op threads (the child also calls torch.set_num_threads)
+        env["OMP_NUM_THREADS"] = str(threads)
     return env
 
 
