@@ -229,10 +229,14 @@ def neumf_beats_most_popular(split: Split, params) -> tuple[float, float]:
 
 
 @pytest.mark.slow
-def test_neumf_beats_most_popular_on_synthetic_data(synthetic):
+def test_neumf_beats_most_popular_on_synthetic_data():
+    # tastes only: NeuMF sees no order, so the default set's successor signal (60% of each
+    # next item) is noise to it; on this draw it stays near popularity (0.038 vs 0.045)
+    tastes = {"source": "synthetic", "synthetic": {"sequential_strength": 0.0}}
     params = {"pretrain": False, "factors": 16, "negatives": 8, "epochs": 8, "batch_size": 256}
-    neumf, popular = neumf_beats_most_popular(synthetic, {**params, "learning_rate": 0.01})
-    assert neumf > 1.2 * popular, (neumf, popular)
+    data = split(load_source(tastes).interactions)
+    neumf, popular = neumf_beats_most_popular(data, {**params, "learning_rate": 0.01})
+    assert neumf > 2 * popular, (neumf, popular)
 
 
 @pytest.mark.slow

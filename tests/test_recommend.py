@@ -179,7 +179,7 @@ def split_of(seed: int):
 @pytest.fixture(scope="module")
 def two_splits():
     """Two synthetic data sets with the same numbers of users and items."""
-    first, other = split_of(1), split_of(2)
+    first, other = split_of(1), split_of(3)
     assert (first.n_users, first.n_items) == (other.n_users, other.n_items)
     return first, other
 

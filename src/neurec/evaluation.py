@@ -23,7 +23,7 @@ from neurec.errors import ConfigError, DataError
 from neurec.interactions import Histories, Interactions
 from neurec.metrics import ranking_metrics
 from neurec.models.base import Recommender, check_positive
-from neurec.sampling import sample_candidate_sets
+from neurec.sampling import repeated_in_row, sample_candidate_sets
 from neurec.training import SELECTION_METRIC
 
 PROTOCOL_PATTERN = re.compile(r"^(full|sampled_(uniform|popularity|given)_(\d+))$")
@@ -151,15 +151,12 @@ def build_candidates(
             )
         frame.insert(0, "protocol", protocol.name)
         frames.append(frame)
+    names = [p.name for p in config.protocols if not p.is_full]
     if not frames:
-        return pd.DataFrame(
-            {
-                "protocol": pd.Series(dtype="str"),
-                "user": pd.Series(dtype="int64"),
-                "item": pd.Series(dtype="int64"),
-            }
-        )
-    return pd.concat(frames, ignore_index=True)
+        frames = [pd.DataFrame({"protocol": [], "user": [], "item": []})]
+    table = pd.concat(frames, ignore_index=True)
+    # compact: 100 negatives for each of 138k users and two protocols are 28 M rows
+    return table.astype({"protocol": pd.CategoricalDtype(names), "user": "int32", "item": "int32"})
 
 
 def _given_candidates(given: pd.DataFrame | None, protocol: Protocol) -> pd.DataFrame:
@@ -199,17 +196,6 @@ def _padded_targets(targets: Histories, users: np.ndarray) -> tuple[np.ndarray, 
     return items, valid
 
 
-def _repeated_in_row(items: np.ndarray) -> np.ndarray:
-    """True where an item already appeared earlier in the same row."""
-    order = np.argsort(items, axis=1, kind="stable")
-    ordered = np.take_along_axis(items, order, axis=1)
-    repeated_sorted = np.zeros_like(items, dtype=bool)
-    repeated_sorted[:, 1:] = ordered[:, 1:] == ordered[:, :-1]
-    repeated = np.zeros_like(repeated_sorted)
-    np.put_along_axis(repeated, order, repeated_sorted, axis=1)
-    return repeated
-
-
 def _item_mask(history: Histories, users: np.ndarray) -> torch.Tensor:
     """Boolean [len(users), n_items] marking each user's items in ``history``."""
     mask = torch.zeros((len(users), history.n_items), dtype=torch.bool)
@@ -243,7 +229,7 @@ def score_protocol(
             # a given negative equal to a target, or to an earlier negative, is the same item
             # ranked once (as the NCF authors' evaluation does through its item -> score map)
             known_targets = np.where(target_valid, target_items, -1)[:, None, :]
-            duplicate = (negs[:, :, None] == known_targets).any(axis=2) | _repeated_in_row(negs)
+            duplicate = (negs[:, :, None] == known_targets).any(axis=2) | repeated_in_row(negs)
             scores = model.score(batch, history, items)
             is_target = torch.as_tensor(
                 np.concatenate([target_valid, np.zeros_like(negs, dtype=bool)], axis=1)

@@ -103,10 +103,30 @@ def apply_rating_threshold(table: pd.DataFrame, threshold: float | None) -> pd.D
     return table[table["rating"] >= threshold]
 
 
+def codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``(uniques, code)``: the sorted distinct values and each value's position among them.
+
+    Ids are non-negative integers (``validate_interactions``); when the largest is not far
+    above the row count a lookup table does it in linear time, else a sort.
+    """
+    values = np.asarray(values)
+    if len(values) and values.max() < 4 * len(values) + 1024:
+        present = np.zeros(int(values.max()) + 1, dtype=bool)
+        present[values] = True
+        uniques = np.flatnonzero(present)
+        position = np.cumsum(present, dtype=np.int64) - 1
+        return uniques.astype(values.dtype), position[values].astype(np.int32)
+    uniques, code = np.unique(values, return_inverse=True)
+    return uniques, code.astype(np.int32)
+
+
 def first_interactions(table: pd.DataFrame) -> pd.DataFrame:
     """Each user's first interaction with each item: earliest timestamp, ties in file order."""
     order = np.argsort(table["timestamp"].to_numpy(), kind="stable")
-    first = ~table.iloc[order].duplicated(["user", "item"], keep="first").to_numpy()
+    users = codes(table["user"].to_numpy())[1].astype(np.int64)
+    items, item_code = codes(table["item"].to_numpy())
+    pair = users * len(items) + item_code
+    first = ~pd.Series(pair[order]).duplicated(keep="first").to_numpy()  # hashing: linear
     keep = np.zeros(len(table), dtype=bool)
     keep[order[first]] = True
     return table[keep]  # in file order, as the splits' tie-breaking expects
@@ -114,38 +134,60 @@ def first_interactions(table: pd.DataFrame) -> pd.DataFrame:
 
 def k_core(table: pd.DataFrame, min_user: int, min_item: int) -> pd.DataFrame:
     """Iteratively drop users with < min_user and items with < min_item interactions."""
+    if table.empty or (min_user <= 1 and min_item <= 1):
+        return table
+    users = codes(table["user"].to_numpy())[1]
+    items = codes(table["item"].to_numpy())[1]
+    keep = np.ones(len(table), dtype=bool)
     while True:
-        user_counts = table["user"].map(table["user"].value_counts())
-        item_counts = table["item"].map(table["item"].value_counts())
-        keep = (user_counts >= min_user) & (item_counts >= min_item)
-        if keep.all():
-            return table
-        table = table[keep]
+        user_counts = np.bincount(users[keep], minlength=users.max() + 1)
+        item_counts = np.bincount(items[keep], minlength=items.max() + 1)
+        drop = keep & ((user_counts[users] < min_user) | (item_counts[items] < min_item))
+        if not drop.any():
+            return table[keep]
+        keep &= ~drop
 
 
 def remap_ids(table: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Map source ids to contiguous indices 0..n-1 (sorted by source id)."""
-    users = np.sort(table["user"].unique())
-    items = np.sort(table["item"].unique())
+    """Map source ids to contiguous int32 indices 0..n-1 (sorted by source id)."""
+    users, user_code = codes(table["user"].to_numpy())
+    items, item_code = codes(table["item"].to_numpy())
     out = table.copy()
-    out["user"] = np.searchsorted(users, table["user"].to_numpy())
-    out["item"] = np.searchsorted(items, table["item"].to_numpy())
+    out["user"] = user_code
+    out["item"] = item_code
     user_index = pd.DataFrame({"user": np.arange(len(users)), "source_id": users})
     item_index = pd.DataFrame({"item": np.arange(len(items)), "source_id": items})
     return out, user_index, item_index
 
 
+def _by_user_and_time(table: pd.DataFrame) -> tuple[pd.DataFrame, np.ndarray]:
+    """Rows sorted by user then timestamp (ties in row order), and each row's position
+    from its user's end (0: the user's last interaction). Index-space users."""
+    user = table["user"].to_numpy()
+    times = table["timestamp"].to_numpy()
+    span = int(times.max()) - int(times.min()) + 1 if len(times) else 1
+    if len(user) and (int(user.max()) + 1) * span < 2**62:
+        # one int64 key sorts several times faster than lexsort's two
+        key = user.astype(np.int64) * span + (times - times.min())
+        order = np.argsort(key, kind="stable")  # stable: ties keep row order
+    else:
+        order = np.lexsort((times, user))
+    counts = np.bincount(user)
+    ends = np.cumsum(counts)
+    from_end = ends[user[order]] - 1 - np.arange(len(order))
+    return table.iloc[order], from_end
+
+
 def _leave_one_out(table: pd.DataFrame) -> tuple[pd.DataFrame, ...]:
-    counts = table.groupby("user").size()
-    too_few = counts[counts < 3]
+    counts = np.bincount(table["user"].to_numpy())
+    too_few = np.flatnonzero((counts > 0) & (counts < 3))
     if len(too_few):
         raise DataError(
             f"split: {len(too_few)} user(s) have fewer than 3 interactions (e.g. user "
-            f"index {int(too_few.index[0])} has {int(too_few.iloc[0])}); leave-one-out needs "
+            f"index {int(too_few[0])} has {int(counts[too_few[0]])}); leave-one-out needs "
             "train, validation and test items: set split.min_user_interactions >= 3 to drop them"
         )
-    ordered = table.sort_values(["user", "timestamp"], kind="stable")
-    from_end = ordered.groupby("user").cumcount(ascending=False).to_numpy()
+    ordered, from_end = _by_user_and_time(table)
     return ordered[from_end >= 2], ordered[from_end == 1], ordered[from_end == 0]
 
 
@@ -179,9 +221,9 @@ def _given(table: pd.DataFrame) -> tuple[pd.DataFrame, ...]:
             "parameter split.method is 'given' but the source has no 'split' column; "
             "use a pre-split source such as data.source: ncf"
         )
-    given_train = table[table["split"] == "train"].sort_values(["user", "timestamp"], kind="stable")
-    from_end = given_train.groupby("user").cumcount(ascending=False).to_numpy()
-    has_spare = given_train["user"].map(given_train["user"].value_counts()).to_numpy() >= 2
+    given_train, from_end = _by_user_and_time(table[table["split"] == "train"])
+    per_user = np.bincount(given_train["user"].to_numpy())
+    has_spare = per_user[given_train["user"].to_numpy()] >= 2
     is_validation = (from_end == 0) & has_spare
     return given_train[~is_validation], given_train[is_validation], table[table["split"] == "test"]
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from neurec.limits import check_full_softmax
 from neurec.models.base import check_choice, check_positive, register
 from neurec.models.losses import FullSoftmax, InBatchSoftmax, SequenceLoss
 from neurec.models.transformer import SequenceConfig, SequenceRecommender, check_dropout
@@ -123,6 +124,11 @@ class RNN(SequenceRecommender):
     config_class = RNNConfig
     config: RNNConfig
     shared_batch_tensors = (1,)  # the extra sampled negatives serve the whole batch
+
+    def __init__(self, config: RNNConfig, n_users: int, n_items: int) -> None:
+        super().__init__(config, n_users, n_items)
+        if config.n_sample == 0:
+            check_full_softmax("rnn", config.batch_size, config.max_len, n_items, "rnn.n_sample")
 
     def build_module(self) -> nn.Module:
         return RNNModule(self.n_items, self.config)

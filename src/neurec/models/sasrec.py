@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from neurec.limits import check_full_softmax
 from neurec.models.base import check_choice, check_positive, register
 from neurec.models.losses import (
     FullSoftmax,
@@ -84,6 +85,13 @@ class SASRec(SequenceRecommender):
     family = "sequential"
     config_class = SASRecConfig
     config: SASRecConfig
+
+    def __init__(self, config: SASRecConfig, n_users: int, n_items: int) -> None:
+        super().__init__(config, n_users, n_items)
+        if config.loss == "ce":
+            check_full_softmax(
+                "sasrec", config.batch_size, config.max_len, n_items, "sasrec.loss: sampled_ce"
+            )
 
     def build_module(self) -> nn.Module:
         return SASRecModule(self.n_items, self.config)

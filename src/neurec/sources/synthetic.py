@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import torch
 
 from neurec.errors import ConfigError
 from neurec.sources import SourceData
@@ -69,8 +70,21 @@ def config_from_options(options: Mapping[str, Any]) -> SyntheticConfig:
     return SyntheticConfig(**given)
 
 
+USER_CHUNK = 1024  # users generated together: their [users, items] CDF is ~220 MB at 27k items
+
+
 def generate(config: SyntheticConfig) -> pd.DataFrame:
-    """Generate the canonical interaction table (ids are 1-based, like MovieLens)."""
+    """Generate the canonical interaction table (ids are 1-based, like MovieLens).
+
+    Vectorised over users, looping only over positions: users are taken in chunks of
+    similar length (``USER_CHUNK``, longest first). Each step follows the chain with
+    probability ``sequential_strength`` (a random unseen successor of the last item) and
+    otherwise takes the user's next taste draw: draws from softmax(log popularity + taste)
+    made in advance, with replacement, consumed in order, skipping items already seen.
+    Skipping seen items of an i.i.d. stream is exact rejection sampling, so each such item
+    follows the softmax over the user's unseen items, the same law as a fresh draw with the
+    seen items masked out.
+    """
     rng = np.random.default_rng(config.seed)
     n_items = config.n_items
     popularity = 1.0 / np.arange(1, n_items + 1) ** config.popularity_exponent
@@ -81,8 +95,7 @@ def generate(config: SyntheticConfig) -> pd.DataFrame:
     order = rng.permutation(n_items)
     rank = np.empty(n_items, dtype=np.int64)
     rank[order] = np.arange(n_items)
-    successor_offsets = np.arange(1, config.successors + 1)
-
+    successors = order[(rank[:, None] + np.arange(1, config.successors + 1)) % n_items]
     lengths = np.clip(
         rng.geometric(1.0 / (config.mean_length - config.min_length + 1), size=config.n_users)
         + config.min_length
@@ -90,39 +103,107 @@ def generate(config: SyntheticConfig) -> pd.DataFrame:
         config.min_length,
         n_items // 2,
     )
-    rows_user, rows_item, rows_time = [], [], []
-    for user in range(config.n_users):
-        logits = log_popularity + config.taste_strength * item_factors @ user_factors[user]
-        seen = np.zeros(n_items, dtype=bool)
-        items = np.empty(lengths[user], dtype=np.int64)
-        for step in range(lengths[user]):
-            candidates = None
-            if step > 0 and rng.random() < config.sequential_strength:
-                nxt = order[(rank[items[step - 1]] + successor_offsets) % n_items]
-                nxt = nxt[~seen[nxt]]
-                if len(nxt):
-                    candidates = nxt
-            if candidates is None:
-                weights = np.exp(logits - logits.max()) * ~seen
-                item = rng.choice(n_items, p=weights / weights.sum())
-            else:
-                item = rng.choice(candidates)
-            items[step] = item
-            seen[item] = True
-        start = rng.integers(0, 10**6)
-        times = start + np.cumsum(rng.integers(1, 3600, size=lengths[user]))
-        rows_user.append(np.full(lengths[user], user + 1))
-        rows_item.append(items + 1)
-        rows_time.append(times)
+    taste = Taste(log_popularity, config.taste_strength * user_factors, item_factors)
+    by_length = np.argsort(-lengths, kind="stable")
+    sequences: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * config.n_users
+    for start in range(0, config.n_users, USER_CHUNK):
+        users = by_length[start : start + USER_CHUNK]
+        chunk = _generate_chunk(rng, config, taste.cdf(users), lengths[users], successors)
+        for user, items in zip(users, chunk, strict=True):
+            sequences[user] = items
+    items = np.concatenate(sequences)
+    starts = rng.integers(0, 10**6, size=config.n_users)
+    gaps = rng.integers(1, 3600, size=len(items))
+    # per-user running sums of the gaps: one global cumsum minus what came before the user
+    total = np.cumsum(gaps)
+    before = np.concatenate([[0], total])[np.cumsum(lengths) - lengths]
     table = pd.DataFrame(
         {
-            "user": np.concatenate(rows_user),
-            "item": np.concatenate(rows_item),
-            "timestamp": np.concatenate(rows_time),
+            "user": np.repeat(np.arange(1, config.n_users + 1), lengths),
+            "item": items + 1,
+            "timestamp": np.repeat(starts - before, lengths) + total,
         }
     )
     # interleave users by time, as a real log would be
     return table.sort_values("timestamp", kind="stable").reset_index(drop=True)
+
+
+@dataclass(frozen=True)
+class Taste:
+    """Each user's item distribution: softmax(log popularity + user . item)."""
+
+    log_popularity: np.ndarray
+    user_factors: np.ndarray  # already scaled by taste_strength
+    item_factors: np.ndarray
+
+    def cdf(self, users: np.ndarray) -> torch.Tensor:
+        """Row-normalised cumulative weights ``[len(users), n_items]``. Float32 (torch sums
+        in double) and torch for the dense part: this is most of the generator's time."""
+        logits = torch.addmm(
+            torch.as_tensor(self.log_popularity, dtype=torch.float32),
+            torch.as_tensor(self.user_factors[users], dtype=torch.float32),
+            torch.as_tensor(self.item_factors, dtype=torch.float32).T,
+        )
+        logits -= logits.max(dim=1, keepdim=True).values
+        cdf = torch.cumsum(logits.exp_(), dim=1)
+        return cdf.div_(cdf[:, -1:].clone())
+
+
+def _generate_chunk(
+    rng: np.random.Generator,
+    config: SyntheticConfig,
+    cdf: torch.Tensor,
+    lengths: np.ndarray,
+    successors: np.ndarray,
+) -> list[np.ndarray]:
+    """The item sequence of each user of one chunk (``cdf``: their taste distributions)."""
+    n_users, n_items = cdf.shape
+    longest = int(lengths.max())
+    # enough taste draws for most users (repeats of their favourites are skipped); a user
+    # who uses them all up gets a new row, drawn from the softmax over the items still
+    # unseen (still exact: later repeats are skipped the same way), so it rarely happens twice
+    width = 2 * longest + 16
+
+    def draw(rows: np.ndarray, unseen: np.ndarray | None = None) -> np.ndarray:
+        table = cdf[torch.as_tensor(rows)]
+        if unseen is not None:
+            weights = torch.diff(table, dim=1, prepend=torch.zeros(len(rows), 1, dtype=table.dtype))
+            table = torch.cumsum(weights * torch.as_tensor(unseen), dim=1)
+            table = table / table[:, -1:]
+        uniforms = torch.as_tensor(rng.random((len(rows), width), dtype=np.float32))
+        return torch.searchsorted(table, uniforms, right=True).clamp_(max=n_items - 1).numpy()
+
+    everyone = np.arange(n_users)
+    draws = draw(everyone)
+    pointer = np.zeros(n_users, dtype=np.int64)
+    seen = np.zeros((n_users, n_items), dtype=bool)
+    out = np.zeros((n_users, longest), dtype=np.int64)
+    for step in range(longest):
+        active = everyone[lengths > step]
+        item = np.full(len(active), -1, dtype=np.int64)
+        if step > 0:
+            follow = rng.random(len(active)) < config.sequential_strength
+            chain = successors[out[active, step - 1]]  # [active, successors]
+            free = ~seen[active[:, None], chain] & follow[:, None]
+            # a uniform choice among the free successors: the one with the largest key
+            keys = np.where(free, rng.random(chain.shape), -1.0)
+            has = free.any(axis=1)
+            item[has] = chain[has, keys.argmax(axis=1)[has]]
+        todo = np.flatnonzero(item < 0)
+        while len(todo):  # each remaining user's next unseen taste draw
+            users = active[todo]
+            spent = users[pointer[users] == width]
+            if len(spent):
+                draws[spent] = draw(spent, ~seen[spent])
+                pointer[spent] = 0
+            candidate = draws[users, pointer[users]]
+            pointer[users] += 1
+            fresh = ~seen[users, candidate]
+            item[todo[fresh]] = candidate[fresh]
+            todo = todo[~fresh]
+        out[active, step] = item
+        seen[active, item] = True
+    return [out[row, : lengths[row]] for row in everyone]
 
 
 def load(options: Mapping[str, Any]) -> SourceData:
