@@ -45,6 +45,8 @@ LOSSES = ("bce", "ce", "gbce")
 
 @dataclass
 class SASRecConfig(TransformerConfig):
+    # bce: the paper's (one negative per position); ce: full softmax, which beat bce on
+    # MovieLens (Klenitskiy & Vasilev 2023); gbce: gSASRec's calibrated BCE
     loss: str = "ce"
     n_negatives: int = 256  # gbce only: per position (gSASRec's k)
     gbce_t: float = 0.75  # gbce only: calibration, 0 = plain BCE ... 1 = fully calibrated
