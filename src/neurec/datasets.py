@@ -120,7 +120,7 @@ class ModelShelf:
 
 
 class TrainedModels(AbstractDataset[None, ModelShelf]):
-    """Read-only: every model the ``"{model}.model"`` factory saved under ``path``.
+    """Read-only: every model the ``"{model}_model"`` factory saved under ``path``.
 
     For nodes whose model is a parameter (``recommend.model``): a pipeline's inputs are
     fixed when it is built, so the node takes this shelf and picks the model by name.
@@ -133,7 +133,7 @@ class TrainedModels(AbstractDataset[None, ModelShelf]):
         return ModelShelf(self._path)
 
     def save(self, data: None) -> None:
-        raise DatasetError("trained models are read-only here; they are saved as '<model>.model'")
+        raise DatasetError("trained models are read-only here; they are saved as '<model>_model'")
 
     def _describe(self) -> dict[str, Any]:
         return {"path": self._path.as_posix()}

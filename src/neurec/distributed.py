@@ -10,7 +10,7 @@ batch over the ranks and averages gradients with DistributedDataParallel):
 * across machines, ``torchrun ... -m neurec.distributed --model <model>`` on each
   machine trains from the split files that ``kedro run --pipeline=<model>`` wrote
   (``data/05_model_input``) and rank 0 saves the model as a new version of the catalog's
-  ``<model>.model`` (and its ``<model>.fit_report``), where the evaluate node and the
+  ``<model>_model`` (and its ``<model>.fit_report``), where the evaluate node and the
   recommend pipeline find it (README, "Training on several processes and machines").
 
 A failed worker stops the whole run with :class:`DistributedTrainingError` naming its
@@ -198,7 +198,7 @@ def train_from_project(
         context = session.load_context()
         catalog, parameters = context.catalog, context.params
         model_class = registry()[model_name]
-        pretrained = {name: catalog.load(f"{name}.model") for name in model_class.pretrained_from}
+        pretrained = {name: catalog.load(f"{name}_model") for name in model_class.pretrained_from}
         model_params = parameters.get(model_name)
         backend = backend_for((model_params or {}).get("device", "auto"))
         timeout = (model_params or {}).get("distributed", {}).get("timeout_seconds", 600.0)
@@ -214,13 +214,13 @@ def train_from_project(
                 **pretrained,
             )
             if dist.get_rank() == 0:
-                catalog.save(f"{model_name}.model", model)
+                catalog.save(f"{model_name}_model", model)
                 catalog.save(f"{model_name}.fit_report", fit_report)
                 logger.info(
                     "%s: saved as %s; evaluate it with `kedro run --pipeline=%s "
                     "--from-nodes=%s.evaluate`",
                     model_name,
-                    f"{model_name}.model",
+                    f"{model_name}_model",
                     model_name,
                     model_name,
                 )

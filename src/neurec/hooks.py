@@ -48,6 +48,9 @@ from neurec.serving import log_service, registered_name
 SQLITE_PREFIX = "sqlite:///"
 SUMMARY_FIELDS = ("train_seconds", "epochs", "best_epoch", "evaluation_seconds")
 PID_TAG, HOST_TAG = "neurec.pid", "neurec.host"
+# a model's outputs: <model>.fit_report inside its namespace, <model>_model and
+# <model>_results read outside it (neurec.pipelines.modeling.pipeline)
+MODEL_OUTPUT = re.compile(r"(?P<model>.+)[._](?P<kind>fit_report|results|model)")
 KILLED = RunStatus.to_string(RunStatus.KILLED)
 
 logger = logging.getLogger(__name__)
@@ -179,9 +182,10 @@ class MlflowTrackingHooks:
         stamp = int(time.time() * 1000)
         batch: list[Metric] = []
         for dataset, value in outputs.items():
-            model, _, kind = dataset.rpartition(".")
-            if model not in models:
+            match = MODEL_OUTPUT.fullmatch(dataset)
+            if match is None or match["model"] not in models:
                 continue
+            model, kind = match["model"], match["kind"]
             if kind == "fit_report":
                 rows = epoch_metrics(model, value["history"])
                 batch += [Metric(key, number, stamp, step) for key, number, step in rows]

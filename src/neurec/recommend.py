@@ -225,7 +225,7 @@ class RecommendationService:
     def from_catalog(cls, catalog: Catalog, model: str) -> RecommendationService:
         """From a Kedro catalog (e.g. a notebook's ``catalog``) after ``kedro run``.
 
-        The latest ``<model>.model`` must be a ``model`` trained on the catalog's current
+        The latest ``<model>_model`` must be a ``model`` trained on the catalog's current
         split: one trained on other data or of another class is a DataError.
         """
         train, user_index, item_index = (
@@ -233,7 +233,7 @@ class RecommendationService:
         )
         fingerprint = split_fingerprint(train, catalog.load("validation"), user_index, item_index)
         return cls(
-            model=catalog[f"{model}.model"].load_to_serve(model, fingerprint),
+            model=catalog[f"{model}_model"].load_to_serve(model, fingerprint),
             item_index=item_index,
             popularity=item_popularity(train, len(item_index)),
             user_index=user_index,
@@ -247,7 +247,7 @@ class RecommendationService:
         """From a project folder's configuration and outputs, without a Kedro session.
 
         Reads ``conf/base`` merged with ``conf/<env>`` (``local`` by default) and loads
-        the latest saved version of ``<model>.model``.
+        the latest saved version of ``<model>_model``.
         """
         from kedro.config import OmegaConfigLoader
         from kedro.io import DataCatalog

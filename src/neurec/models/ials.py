@@ -74,12 +74,14 @@ class IALS(Recommender):
         cfg = self.config
         # implicit scales the matrix by alpha: confidence 1 + alpha on observed pairs
         confidence = train.matrix() * (1.0 + cfg.alpha)
-        als = AlternatingLeastSquares(
-            factors=cfg.factors,
-            regularization=cfg.regularization,
-            iterations=1,
-            random_state=cfg.seed,
-        )
+        # implicit checks the BLAS threads when the model is built, and warns unless limited
+        with threadpool_limits(1, "blas"):
+            als = AlternatingLeastSquares(
+                factors=cfg.factors,
+                regularization=cfg.regularization,
+                iterations=1,
+                random_state=cfg.seed,
+            )
         report = FitReport()
         started = time.perf_counter()
         best, since_best = -np.inf, 0

@@ -16,17 +16,22 @@ SHARED_INPUTS = {
     "test_candidates",
     "training_checkpoints",
 }
+# Datasets read outside a model's namespace (by the report, by a model initialised from this
+# one, by the recommendation service) are its outputs under plain names, <model>_model etc.:
+# Kedro reserves the dot for its namespacing and warns about a node reading "<other>.<x>".
+# What only the namespace's own nodes read stays "<model>.<x>" (<model>.fit_report).
+EXPORTED = ("model", "results", "user_metrics")
 
 
 def create_pipeline(model_name: str) -> Pipeline:
     """``<model>.train`` and ``<model>.evaluate`` nodes, parameters from ``params:<model>``.
 
     A model that is initialised from others (``pretrained_from``) takes their trained
-    ``<other>.model`` datasets as extra inputs, so the DAG shows the dependency.
+    ``<other>_model`` datasets as extra inputs, so the DAG shows the dependency.
     """
     model_class = registry()[model_name]
     train = update_wrapper(partial(train_model, model_name=model_name), train_model)
-    pretrained = {name: f"{name}.model" for name in model_class.pretrained_from}
+    pretrained = {name: f"{name}_model" for name in model_class.pretrained_from}
     template = Pipeline(
         [
             node(
@@ -66,6 +71,7 @@ def create_pipeline(model_name: str) -> Pipeline:
         template,
         namespace=model_name,
         inputs=SHARED_INPUTS | set(pretrained.values()),
+        outputs={kind: f"{model_name}_{kind}" for kind in EXPORTED},
         parameters={
             "params:model": f"params:{model_name}",
             "params:evaluation": "params:evaluation",
