@@ -42,6 +42,7 @@ from neurec.models import Recommender, registry
 from neurec.models.base import build_config, with_dependencies
 from neurec.sources import load_source
 from neurec.split import SplitConfig, dataset_statistics, split_interactions
+from neurec.validation import effective_parameters
 
 logger = logging.getLogger("neurec.benchmark")
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -65,14 +66,16 @@ def parse_model_spec(spec: str) -> tuple[str, dict[str, Any]]:
 
 
 def project_parameters(env: str = "benchmark", conf_dir: Path = CONF_DIR) -> dict[str, Any]:
-    """The parameters ``kedro run --env <env>`` would use (base merged softly with env)."""
+    """The parameters ``kedro run --env <env>`` would use (base merged softly with env), each
+    typed block completed with its defaults as in a run (``neurec.validation``): results
+    record the whole split, though conf/ sets only what the project changes."""
     loader = OmegaConfigLoader(
         str(conf_dir),
         base_env="base",
         default_run_env=env,
         merge_strategy={"parameters": "soft"},
     )
-    return dict(loader["parameters"])
+    return effective_parameters(loader["parameters"])
 
 
 def peak_memory_mb() -> float | None:
