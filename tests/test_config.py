@@ -1,19 +1,30 @@
 """Parameter blocks: typed, checked by one builder, and all checked before a run starts."""
 
 import time
+from pathlib import Path
 
 import pytest
+import yaml
 
 from neurec import workflow
 from neurec.errors import ConfigError
 from neurec.evaluation import EvaluationConfig
+from neurec.models import registry
 from neurec.models.base import build_config
 from neurec.pipeline_registry import register_pipelines
 from neurec.pipelines.recommend.nodes import RecommendConfig
 from neurec.pipelines.reporting.nodes import ReportConfig
 from neurec.split import SplitConfig
+from neurec.threads import ThreadsConfig
 from neurec.training import TrainingConfig
-from neurec.validation import BLOCK_CONFIGS, check_parameters, parameter_blocks
+from neurec.tuning import TuneConfig
+from neurec.validation import (
+    BLOCK_CONFIGS,
+    as_params,
+    check_parameters,
+    effective_parameters,
+    parameter_blocks,
+)
 from tests.conftest import PROJECT_ROOT
 from tests.test_pipeline import SMALL_DATA, kedro_run
 
@@ -23,6 +34,8 @@ BLOCKS = {
     "report": ReportConfig,
     "recommend": RecommendConfig,
     "training": TrainingConfig,
+    "threads": ThreadsConfig,
+    "tune": TuneConfig,
 }
 
 
@@ -62,6 +75,9 @@ BLOCKS = {
         ("recommend", {"k": True}, r"recommend\.k: expected int"),
         ("training", {"resume": "yes"}, r"training\.resume: expected bool"),
         ("training", {"resum": True}, r"training\.resum: unknown .*expected some of"),
+        ("threads", {"torch": 0}, r"threads\.torch: expected 'auto' or a positive integer"),
+        ("tune", {"trials": 0}, r"tune\.trials: expected > 0"),
+        ("tune", {"model": "nosuch"}, r"tune\.model: expected one of"),
     ],
 )
 def test_every_block_rejects_unknown_keys_and_invalid_values(block, params, message):
@@ -77,6 +93,61 @@ def test_the_validation_hook_knows_every_typed_block():
 def test_the_shipped_parameters_pass_every_check(env):
     parameters = workflow.project_parameters(PROJECT_ROOT, env)
     check_parameters(parameters, parameters)
+
+
+CONF = Path(__file__).resolve().parents[1] / "conf"
+TYPED = {**BLOCKS, **{name: model.config_class for name, model in registry().items()}}
+
+
+def conf_blocks(env: str) -> dict[str, tuple[dict, list[str]]]:
+    """Each top-level block of conf/<env>/parameters*.yml: (its keys, its file's lines)."""
+    blocks = {}
+    for path in sorted((CONF / env).glob("parameters*.yml")):
+        text = path.read_text()
+        for block, keys in (yaml.safe_load(text) or {}).items():
+            blocks[block] = (keys or {}, text.splitlines())
+    return blocks
+
+
+def explained(lines: list[str], key: str) -> bool:
+    """The key's line carries a comment, or the comment lines right above it do."""
+    at = next(i for i, line in enumerate(lines) if line.strip().startswith(f"{key}:"))
+    return "#" in lines[at] or lines[at - 1].strip().startswith("#")
+
+
+BASE, BENCHMARK = conf_blocks("base"), conf_blocks("benchmark")
+
+
+@pytest.mark.parametrize("block", sorted(TYPED))
+def test_each_default_is_stated_once_in_its_dataclass(block):
+    """conf/base sets a key only to depart from the config's default, and says why; every
+    other value comes from the dataclass (with its reason there). conf/benchmark only sets
+    conf/base's departures back to the default (the full budget for real data)."""
+    config_class, default = TYPED[block], TYPED[block]()
+    keys, lines = BASE[block]
+    configured = build_config(config_class, keys, block)
+    for key in keys:
+        assert getattr(configured, key) != getattr(default, key), f"{block}.{key} is the default"
+        assert explained(lines, key), f"{block}.{key}: no comment saying why"
+    restored = BENCHMARK.get(block, ({}, []))[0]
+    assert set(restored) <= set(keys)
+    benchmark = build_config(config_class, {**keys, **restored}, block)
+    for key in restored:
+        assert getattr(benchmark, key) == getattr(default, key), f"benchmark {block}.{key}"
+
+
+def test_a_run_sees_every_block_completed_with_its_defaults():
+    parameters = {"ease": {}, "gmf": {"factors": 16}, "evaluation": {"ks": [5]}, "data": {}}
+    effective = effective_parameters(parameters)
+    assert effective["ease"] == {"l2": 500.0, "max_items": None, "max_memory_gb": 8.0}
+    assert effective["gmf"]["factors"] == 16 and effective["gmf"]["distributed"]["world_size"] == 1
+    assert effective["evaluation"]["protocols"] == ["full"] and effective["data"] == {}
+    assert effective["evaluation"]["ks"] == [5, 10]  # as the nodes build it
+    for block, config_class in TYPED.items():  # read back as the same config
+        config = config_class()
+        assert build_config(config_class, as_params(config), block) == config
+    # a bad block is left to the validation hook, for the pipelines that read it
+    assert effective_parameters({"neumf": {"negatives": 0}}) == {"neumf": {"negatives": 0}}
 
 
 def test_an_empty_block_gives_the_dataclass_defaults():

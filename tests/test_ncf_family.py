@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import re
 from pathlib import Path
 
@@ -10,7 +9,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
-import yaml
 
 from neurec import workflow
 from neurec.errors import ConfigError
@@ -198,25 +196,6 @@ def test_mlp_dropout_acts_in_training_only(name):
 def test_bad_parameters_name_the_field(name, params, field):
     with pytest.raises(ConfigError, match=f"parameter {re.escape(field)}"):
         registry()[name].from_params(params, 10, 10)
-
-
-@pytest.mark.parametrize("name", FAMILY)
-def test_parameters_file_lists_every_field_and_names_the_paper_value_it_departs_from(name):
-    """The model's defaults are the paper's; conf/base may choose CPU-friendly values, and
-    then its comment says the paper's (``factors: 64  # ... (paper: 8)``)."""
-    conf = Path(__file__).resolve().parents[1] / "conf" / "base" / f"parameters_{name}.yml"
-    block = yaml.safe_load(conf.read_text())[name]
-    model_class = registry()[name]
-    defaults = dataclasses.asdict(model_class.config_class())
-    configured = dataclasses.asdict(model_class.from_params(block, 3, 3).config)
-    assert set(block) == set(defaults)
-    text = conf.read_text().split(f"\n{name}_search_space:")[0]  # the model's block
-    lines = {line.split(":")[0].strip(): line for line in text.splitlines()}
-    for field, value in configured.items():
-        if value != defaults[field]:
-            paper = defaults[field]
-            shown = list(paper) if isinstance(paper, tuple) else paper
-            assert f"(paper: {shown}".replace("'", "") in lines[field], (field, value, paper)
 
 
 def neumf_beats_most_popular(split: Split, params) -> tuple[float, float]:

@@ -139,8 +139,8 @@ def test_neumf_pipeline_trains_gmf_and_ncf_only_when_its_config_starts_from_them
     nodes = {n.name: n for n in pipeline.nodes}
     dependencies = {"gmf.train", "ncf.train"}
     assert dependencies <= set(nodes) if pretrain else not dependencies & set(nodes)
-    models_in = {"gmf.model", "ncf.model"} & set(nodes["neumf.train"].inputs)
-    assert models_in == ({"gmf.model", "ncf.model"} if pretrain else set())
+    models_in = {"gmf_model", "ncf_model"} & set(nodes["neumf.train"].inputs)
+    assert models_in == ({"gmf_model", "ncf_model"} if pretrain else set())
     assert dependencies <= {n.name for n in kedro_pipelines["__default__"].nodes}  # own right
     assert ("gmf" in parameter_blocks(pipeline)) == pretrain
 

@@ -185,7 +185,7 @@ def two_splits():
 
 
 def train_and_save(split, name: str, models: Path, params: dict | None = None) -> Path:
-    """The train node's model, saved where the catalog's ``<name>.model`` puts it."""
+    """The train node's model, saved where the catalog's ``<name>_model`` puts it."""
     model, _ = train_model(
         split, params, {"resume": False}, models / "checkpoints", model_name=name
     )
@@ -201,7 +201,7 @@ def serve_with_node(split, models: Path, name: str):
 def serve_with_service(split, models: Path, name: str) -> RecommendationService:
     catalog = DataCatalog.from_config(
         {
-            "{model}.model": {
+            "{model}_model": {
                 "type": "neurec.datasets.ModelDataset",
                 "filepath": str(models / "{model}.pt"),
                 "versioned": True,

@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-import yaml
 from torch import nn
 
 from neurec import workflow
@@ -378,23 +376,3 @@ def test_rnn_and_bert4rec_beat_most_popular(synthetic_ndcg, name, params):
 def test_bad_parameters_name_the_model_and_field(name, params, field):
     with pytest.raises(ConfigError, match=rf"parameter {field}\b"):
         registry()[name].from_params(params, 5, 20)
-
-
-@pytest.mark.parametrize("name", SEQUENTIAL)
-def test_parameters_file_shows_every_knob_with_its_default(name):
-    """conf/base lists every knob; with conf/benchmark's full budget merged over it, the
-    values are the model's defaults (conf/base only shortens training for `kedro run`)."""
-    block = yaml.safe_load((CONF / f"parameters_{name}.yml").read_text())[name]
-    full_budget = yaml.safe_load((CONF.parent / "benchmark" / "parameters.yml").read_text())
-    config_class = registry()[name].config_class
-    defaults = dataclasses.asdict(config_class())  # nested blocks (distributed) as dicts
-    assert set(block) == set(defaults)
-    assert {**block, **full_budget[name]} == defaults
-    assert set(full_budget[name]) <= {
-        "epochs",
-        "patience",
-        "learning_rate",
-        "max_len",
-        "batch_size",
-    }
-    assert registry()[name].family == "sequential"

@@ -5,12 +5,13 @@ results, the report) lives under ``data/<layer>/<dataset key>/``, so switching
 ``data.source``, its settings or the ``split`` never overwrites another data set's split,
 models or results; the raw download cache (``data/01_raw``) stays shared.
 
-The key is a readable prefix and a hash of the settings that make the split, as they are
-configured (``conf`` merged with ``--params``): ``data.source``, ``data.path`` (as written,
-so a project copied to another folder or machine keeps its keys), the chosen source's block
-and the ``split`` block, e.g. ``synthetic-800u-400i-s7_loo5-1c9e0b`` or
-``movielens-ml-100k-u_loo5-84d2f7``. Spelling out a default value gives another key: the
-split is then made again in a folder of its own, never mixed with another.
+The key is a readable prefix and a hash of the settings that make the split (``conf``
+merged with ``--params``): ``data.source``, ``data.path`` (as written, so a project copied
+to another folder or machine keeps its keys), the chosen source's block and the ``split``
+block completed with its defaults, e.g. ``synthetic-800u-400i-s7_loo5-1c9e0b`` or
+``movielens-ml-100k-u_loo5-84d2f7``. A split setting stated at its default gives the same
+key as leaving it out; a source setting spelt out at its default gives another (the split is
+then made again in a folder of its own, never mixed with another).
 
 Kedro glue: :class:`DatasetKeyConfigLoader` (``CONFIG_LOADER_CLASS`` in ``settings.py``)
 resolves ``${dataset_key:}`` in the catalog from the run's own parameters, the way Kedro's
@@ -20,6 +21,7 @@ start and end of a run; :class:`DatasetKeyDataset` hands it to nodes (the report
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import logging
@@ -32,6 +34,9 @@ from kedro.config import OmegaConfigLoader
 from kedro.framework.hooks import hook_impl
 from kedro.io import AbstractDataset, CatalogProtocol, DatasetError
 from omegaconf import OmegaConf
+from omegaconf.resolvers import oc
+
+from neurec.errors import ConfigError
 
 logger = logging.getLogger(__name__)
 
@@ -47,7 +52,7 @@ SPLIT_NAMES = {"leave_one_out": "loo"}
 def dataset_key(parameters: Mapping[str, Any]) -> str:
     """The key of the data set and split that ``parameters`` (all of a run's) describe."""
     data = parameters.get("data") or {}
-    split = dict(parameters.get("split") or {})
+    split = _effective_split(parameters.get("split"))
     source = data.get("source")
     options = data.get(source) if isinstance(source, str) else None
     options = {k: v for k, v in dict(options or {}).items() if k not in NOT_DATA_SETTINGS}
@@ -55,6 +60,19 @@ def dataset_key(parameters: Mapping[str, Any]) -> str:
     text = json.dumps(settings, sort_keys=True, default=str)
     digest = hashlib.sha256(text.encode()).hexdigest()[:HASH_CHARS]
     return f"{_source_part(source, data.get('path'), options)}_{_split_part(split)}-{digest}"
+
+
+def _effective_split(split: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The split block completed with SplitConfig's defaults: stating a default or leaving
+    it out gives the same key. A block that does not build is kept as given (the run stops
+    on it before its first node, ``neurec.validation``)."""
+    from neurec.models.base import build_config
+    from neurec.split import SplitConfig
+
+    try:
+        return dataclasses.asdict(build_config(SplitConfig, split, "split"))
+    except ConfigError:
+        return dict(split or {})
 
 
 def _slug(text: Any) -> str:
@@ -84,7 +102,13 @@ def _split_part(split: Mapping[str, Any]) -> str:
 
 
 class DatasetKeyConfigLoader(OmegaConfigLoader):
-    """Kedro's ``OmegaConfigLoader``, with ``${dataset_key:}`` in catalog files.
+    """Kedro's ``OmegaConfigLoader``, with ``${dataset_key:}`` in catalog files and
+    ``${oc.env:VAR,default}`` in every file (mlflow.yml reads MLFLOW_TRACKING_URI).
+
+    Kedro turns OmegaConf's ``oc.env`` off outside credentials when a loader is created, and
+    its ``custom_resolvers`` setting registers through OmegaConf's deprecated
+    ``register_new_resolver``; this registers it again with the current API, as OmegaConf
+    registers its own built-ins (no annotation checks).
 
     The resolver gives :func:`dataset_key` of this loader's parameters (``conf`` merged
     with the runtime ``--params``), computed once per catalog load and only when a
@@ -92,6 +116,10 @@ class DatasetKeyConfigLoader(OmegaConfigLoader):
     again at every catalog load, for the loader that is loading (as Kedro does for
     ``runtime_params``).
     """
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        OmegaConf.register_resolver("oc.env", oc.env, replace=True, annotation_validation="off")
 
     def __getitem__(self, key: str) -> dict[str, Any]:
         if key == "catalog":

@@ -188,7 +188,7 @@ class ModelShelf:
 
 
 class TrainedModels(AbstractDataset[None, ModelShelf]):
-    """Read-only: every model the ``"{model}.model"`` factory saved under ``path``.
+    """Read-only: every model the ``"{model}_model"`` factory saved under ``path``.
 
     For nodes whose model is a parameter (``recommend.model``): a pipeline's inputs are
     fixed when it is built, so the node takes this shelf and picks the model by name.
@@ -207,7 +207,7 @@ class TrainedModels(AbstractDataset[None, ModelShelf]):
         return shelf
 
     def save(self, data: None) -> None:
-        raise DatasetError("trained models are read-only here; they are saved as '<model>.model'")
+        raise DatasetError("trained models are read-only here; they are saved as '<model>_model'")
 
     def _describe(self) -> dict[str, Any]:
         return {"path": self._path.as_posix(), "dataset_key": self._dataset_key}
@@ -215,7 +215,7 @@ class TrainedModels(AbstractDataset[None, ModelShelf]):
 
 class SavedResults(AbstractDataset[None, ResultsArchive]):
     """Read-only: every version of every model's results and per-user metrics that the
-    ``"{model}.results"`` / ``"{model}.user_metrics"`` factories saved (their paths, with
+    ``"{model}_results"`` / ``"{model}_user_metrics"`` factories saved (their paths, with
     ``*`` for ``{model}``), for the report to keep the latest results of the models a run
     did not train."""
 
@@ -227,8 +227,8 @@ class SavedResults(AbstractDataset[None, ResultsArchive]):
 
     def save(self, data: None) -> None:
         raise DatasetError(
-            "saved results are read-only here; they are saved as '<model>.results' and "
-            "'<model>.user_metrics'"
+            "saved results are read-only here; they are saved as '<model>_results' and "
+            "'<model>_user_metrics'"
         )
 
     def _describe(self) -> dict[str, Any]:

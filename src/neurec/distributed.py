@@ -10,7 +10,7 @@ batch over the ranks and averages gradients with DistributedDataParallel):
 * across machines, ``torchrun ... -m neurec.distributed --model <model>`` on each
   machine trains from the split files that ``kedro run --pipeline=<model>`` wrote
   (``data/05_model_input``) and rank 0 saves the model as a new version of the catalog's
-  ``<model>.model`` (and its ``<model>.fit_report``), where the evaluate node and the
+  ``<model>_model`` (and its ``<model>.fit_report``), where the evaluate node and the
   recommend pipeline find it (README, "Training on several processes and machines").
 
 A failed worker stops the whole run with :class:`DistributedTrainingError` naming its
@@ -159,7 +159,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=(
             "Train one model data-parallel from the split files of `kedro run "
             "--pipeline=<model>` (data/05_model_input); rank 0 saves it as a new version "
-            "of <model>.model. Run under torchrun on every machine."
+            "of <model>_model. Run under torchrun on every machine."
         ),
     )
     parser.add_argument("--model", required=True, help="registered model name, e.g. sasrec")
@@ -193,7 +193,7 @@ def parse_params(text: str) -> dict[str, Any]:
 def train_from_project(
     project: Path, model_name: str, env: str | None, params: dict[str, Any]
 ) -> None:
-    """Every rank loads the split and trains; rank 0 saves ``<model>.model`` and the report.
+    """Every rank loads the split and trains; rank 0 saves ``<model>_model`` and the report.
 
     The ranks of one machine (``LOCAL_WORLD_SIZE``, torchrun's ``--nproc-per-node``) share
     out the ``threads`` block's count."""
@@ -210,7 +210,7 @@ def train_from_project(
         threads = build_config(ThreadsConfig, parameters.get("threads"), "threads")
         apply_threads(threads, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))
         pretrained = {
-            name: catalog.load(f"{name}.model") for name in dependencies(model_name, parameters)
+            name: catalog.load(f"{name}_model") for name in dependencies(model_name, parameters)
         }
         model_params = parameters.get(model_name)
         backend = backend_for((model_params or {}).get("device", "auto"))
@@ -226,13 +226,13 @@ def train_from_project(
                 **pretrained,
             )
             if dist.get_rank() == 0:
-                catalog.save(f"{model_name}.model", model)
+                catalog.save(f"{model_name}_model", model)
                 catalog.save(f"{model_name}.fit_report", fit_report)
                 logger.info(
                     "%s: saved as %s; evaluate it with `kedro run --pipeline=%s "
                     "--from-nodes=%s.evaluate`",
                     model_name,
-                    f"{model_name}.model",
+                    f"{model_name}_model",
                     model_name,
                     model_name,
                 )

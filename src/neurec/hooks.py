@@ -74,6 +74,9 @@ KILLED, FAILED, FINISHED = (
     RunStatus.to_string(status)
     for status in (RunStatus.KILLED, RunStatus.FAILED, RunStatus.FINISHED)
 )
+# a model's outputs: <model>.fit_report inside its namespace, <model>_model and
+# <model>_results read outside it (neurec.pipelines.modeling.pipeline)
+MODEL_OUTPUT = re.compile(r"(?P<model>.+)[._](?P<kind>fit_report|results|model)")
 
 logger = logging.getLogger(__name__)
 
@@ -143,7 +146,7 @@ def model_config(model: str, inputs: Mapping[str, Any]) -> Any | None:
     params = f"params:{model}"
     if params in inputs:
         return build_config(registry()[model].config_class, inputs[params], model)
-    trained = inputs.get(f"{model}.model")
+    trained = inputs.get(f"{model}_model")
     return trained.config if isinstance(trained, Recommender) else None
 
 
@@ -267,7 +270,7 @@ class MlflowTrackingHooks:
                     params=[Param(k, v) for k, v in config_params(config).items()],
                 )
                 self._described.add(model)
-        self._tag_dataset(model, inputs.get(f"{model}.model"))
+        self._tag_dataset(model, inputs.get(f"{model}_model"))
 
     @hook_impl
     def after_node_run(self, outputs: dict[str, Any]) -> None:
@@ -277,9 +280,10 @@ class MlflowTrackingHooks:
         stamp = int(time.time() * 1000)
         batches: dict[str, list[Metric]] = {}
         for dataset, value in outputs.items():
-            model, _, kind = dataset.rpartition(".")
-            if model not in models:
+            match = MODEL_OUTPUT.fullmatch(dataset)
+            if match is None or match["model"] not in models:
                 continue
+            model, kind = match["model"], match["kind"]
             batch = batches.setdefault(model, [])
             if kind == "fit_report":
                 rows = epoch_metrics(value["history"])

@@ -203,12 +203,12 @@ class RecommendationService:
     def from_catalog(cls, catalog: Catalog, model: str) -> RecommendationService:
         """From a Kedro catalog (e.g. a notebook's ``catalog``) after ``kedro run``.
 
-        The latest ``<model>.model`` must be a ``model`` trained on the catalog's current
+        The latest ``<model>_model`` must be a ``model`` trained on the catalog's current
         split: one trained on other data or of another class is a DataError.
         """
         split = catalog.load("split")
         return cls(
-            model=catalog[f"{model}.model"].load_to_serve(model, split.fingerprint),
+            model=catalog[f"{model}_model"].load_to_serve(model, split.fingerprint),
             item_index=split.item_index,
             popularity=split.popularity(),
             user_index=split.user_index,
@@ -226,7 +226,7 @@ class RecommendationService:
         """From a project folder's outputs, loaded by Kedro: the project's catalog in the
         configuration environment ``env`` (``local`` by default), as ``kedro run`` sees it,
         with ``params`` (nested, as ``kedro run --params`` gives them), and the latest saved
-        version of ``<model>.model`` of that data set (``data/06_models/<dataset key>/``)."""
+        version of ``<model>_model`` of that data set (``data/06_models/<dataset key>/``)."""
         from kedro.framework.session import KedroSession
         from kedro.framework.startup import bootstrap_project
 

@@ -58,6 +58,8 @@ from neurec.recommend import RecommendationService
 DEFAULT_K = 10
 REGISTERED_PREFIX = "neurec-"
 ARTIFACTS = {"model": "model.pt", "items": "items.parquet", "users": "users.parquet"}
+# the model's code, logged from its file (MLflow's models from code), not pickled
+MODEL_CODE = str(Path(__file__).with_name("serving_model.py"))
 
 SIGNATURE = ModelSignature(
     inputs=Schema(
@@ -213,7 +215,7 @@ def log_service(service: RecommendationService, name: str) -> mlflow.models.mode
     with tempfile.TemporaryDirectory() as folder:
         return mlflow.pyfunc.log_model(
             name=name,
-            python_model=RecommenderModel(),
+            python_model=MODEL_CODE,
             artifacts=save_bundle(service, Path(folder)),
             signature=SIGNATURE,
             input_example=input_example(service),

@@ -1,13 +1,14 @@
 """Project settings (Kedro)."""
 
-from omegaconf.resolvers import oc
-
 from neurec.dataset_key import DatasetKeyConfigLoader, DatasetKeyHooks
 from neurec.hooks import MlflowTrackingHooks, ThreadsHooks
 from neurec.pipeline_registry import PipelineParametersHooks
 from neurec.pipelines.reporting.hooks import ReportLocationHooks
+from neurec.quiet import import_kedro_mlflow
 from neurec.run_guard import RunGuardHooks
-from neurec.validation import ParameterValidationHooks
+from neurec.validation import ParameterValidationHooks, ProjectContext
+
+import_kedro_mlflow()  # before Kedro loads the plugin: see neurec.quiet
 
 # pluggy calls the hooks of one priority last-registered first: the threads block and the
 # parameter check run before the run lock is taken, so a refused run leaves nothing behind,
@@ -23,7 +24,11 @@ HOOKS = (
     ThreadsHooks(),
 )
 
-# Kedro's OmegaConfigLoader, plus ${dataset_key:} in the catalog (data/<layer>/<key>/)
+# parameters completed with the config dataclasses' defaults (conf/ states only departures)
+CONTEXT_CLASS = ProjectContext
+
+# Kedro's OmegaConfigLoader, plus ${dataset_key:} in the catalog (data/<layer>/<key>/) and
+# ${oc.env:VAR,default} in every file (neurec.dataset_key)
 CONFIG_LOADER_CLASS = DatasetKeyConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
@@ -31,6 +36,4 @@ CONFIG_LOADER_ARGS = {
     "config_patterns": {"mlflow": ["mlflow*", "mlflow*/**"]},
     # `conf/<env>/parameters*.yml` and `mlflow.yml` may override a single nested key
     "merge_strategy": {"parameters": "soft", "mlflow": "soft"},
-    # ${oc.env:VAR,default} in any config file (mlflow.yml reads MLFLOW_TRACKING_URI)
-    "custom_resolvers": {"oc.env": oc.env},
 }

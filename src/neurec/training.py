@@ -69,16 +69,22 @@ class DistributedConfig:
 
 @dataclass
 class TorchConfig:
-    """Training knobs shared by every neural model (each model's config extends it)."""
+    """Training knobs shared by every neural model (each model's config extends it).
 
-    epochs: int = 20
+    Every field's default is stated here or in the model family's config, with its reason;
+    ``conf/base/parameters_<model>.yml`` sets only what the project changes.
+    """
+
+    # epochs, batch_size, learning_rate, patience: generic values for a model without a
+    # recipe of its own; each registered family's config sets its paper's
+    epochs: int = 20  # at most: early stopping on validation NDCG@10 usually ends sooner
     batch_size: int = 256
     learning_rate: float = 1e-3
-    weight_decay: float = 0.0
-    optimizer: str = "adam"
+    weight_decay: float = 0.0  # no L2 unless a model's recipe has one (Mult-DAE)
+    optimizer: str = "adam"  # adam | adamw | sgd: every model's paper trains with Adam
     patience: int = 3  # epochs without a better validation NDCG@10 before stopping
-    seed: int = 42
-    device: str = "auto"
+    seed: int = 42  # any fixed seed: weights, batches and negatives are reproducible
+    device: str = "auto"  # auto (a GPU when present, else the CPU) | cpu | cuda
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self) -> None:

@@ -9,26 +9,35 @@ node, the config of every block the pipeline being run reads (``params:<block>``
 ``tune`` (with the tuned model's block and search space, ``neurec.tuning``).
 A bad value stops the run with the same ``ConfigError`` the node would raise; nothing is
 written.
+
+Each default is stated once, in its config dataclass, and ``conf/`` sets only what a project
+changes, so a block in ``conf/`` is short. :class:`ProjectContext` gives the run the blocks
+completed with their defaults (:func:`effective_parameters`): nodes, the parameters
+kedro-mlflow logs (one per leaf) and kedro-viz show every value a run uses.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from kedro.framework.context import KedroContext
 from kedro.framework.hooks import hook_impl
 from kedro.io import CatalogProtocol
 from kedro.pipeline import Pipeline
 
-from neurec.evaluation import EvaluationConfig
+from neurec.errors import ConfigError
+from neurec.evaluation import EvaluationConfig, Protocol
 from neurec.models import registry
 from neurec.models.base import build_config
 from neurec.pipelines.recommend.nodes import RecommendConfig
 from neurec.pipelines.reporting.nodes import ReportConfig
 from neurec.sources import check_data_params
 from neurec.split import SplitConfig
+from neurec.threads import ThreadsConfig
 from neurec.training import TrainingConfig
-from neurec.tuning import Tuning
+from neurec.tuning import TuneConfig, Tuning
 
 PARAMS_PREFIX = "params:"
 # parameter block -> the config its node builds (models: their own config_class)
@@ -38,6 +47,8 @@ BLOCK_CONFIGS: dict[str, type] = {
     "report": ReportConfig,
     "recommend": RecommendConfig,
     "training": TrainingConfig,
+    "threads": ThreadsConfig,
+    "tune": TuneConfig,  # checked with its model's search space (Tuning)
 }
 
 
@@ -73,6 +84,47 @@ def check_parameters(parameters: Mapping[str, Any], blocks: Iterable[str]) -> No
             models[name].check_pretrained_configs(
                 config, {dependency: model_configs[dependency] for dependency in dependencies}
             )
+
+
+def as_params(value: Any) -> Any:
+    """A config (or one of its values) spelled as the YAML that builds it: nested blocks as
+    mappings, tuples as lists, protocols by name; ``build_config`` reads it back as equal."""
+    if isinstance(value, Protocol):
+        return value.name
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: as_params(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, tuple | list):
+        return [as_params(item) for item in value]
+    return value
+
+
+def effective_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
+    """``parameters`` with each typed block given (a model's, ``split``, ``evaluation``, ...)
+    completed with its config's defaults, as the nodes will build it.
+
+    A block that does not build is left as given: the validation hook reports it when a
+    pipeline reads it, so a bad ``neumf`` value does not stop ``kedro run --pipeline=ease``.
+    """
+    configs = {**BLOCK_CONFIGS, **{name: model.config_class for name, model in registry().items()}}
+    effective = dict(parameters)
+    for block, config_class in configs.items():
+        if block not in parameters:
+            continue
+        try:
+            config = build_config(config_class, parameters[block], block)
+        except ConfigError:
+            continue
+        effective[block] = as_params(config)
+    return effective
+
+
+class ProjectContext(KedroContext):
+    """Kedro's context whose parameters are the effective ones (:func:`effective_parameters`):
+    ``conf/`` states only departures from the defaults, the run sees and logs every value."""
+
+    @property
+    def params(self) -> dict[str, Any]:
+        return effective_parameters(super().params)
 
 
 class ParameterValidationHooks:

@@ -180,9 +180,12 @@ def evaluate(
 
 def project_parameters(project: str | Path = ".", env: str | None = None) -> dict[str, Any]:
     """The parameters ``kedro run --env <env>`` uses in the Kedro project at ``project``,
-    read by the project's own settings (its config loader class and merge rules)."""
+    read by the project's own settings (its config loader class and merge rules), each typed
+    block completed with its defaults as a run sees them (``neurec.validation``)."""
     from kedro.framework.project import settings
     from kedro.framework.startup import bootstrap_project
+
+    from neurec.validation import effective_parameters
 
     metadata = bootstrap_project(Path(project).resolve())
     loader = settings.CONFIG_LOADER_CLASS(
@@ -190,4 +193,4 @@ def project_parameters(project: str | Path = ".", env: str | None = None) -> dic
         env=env,
         **settings.CONFIG_LOADER_ARGS,
     )
-    return dict(loader["parameters"])
+    return effective_parameters(loader["parameters"])

@@ -34,7 +34,9 @@ class AutoencoderConfig(TorchConfig):
     epochs: int = 200
     batch_size: int = 500  # users per batch
     patience: int = 20  # validation NDCG is noisy epoch to epoch (dropout, sampling)
-    hidden_dims: tuple[int, ...] = (600,)  # encoder widths; the decoder mirrors them
+    # encoder widths, n_items -> 600 -> latent_dim, the decoder mirrored (the paper's);
+    # () gives the authors' notebook's I-200-I
+    hidden_dims: tuple[int, ...] = (600,)
     latent_dim: int = 200
     dropout: float = 0.5  # on the normalised input: the denoising part
 

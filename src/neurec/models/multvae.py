@@ -39,8 +39,9 @@ from neurec.models.base import check_positive, register
 
 @dataclass
 class MultVAEConfig(AutoencoderConfig):
+    # weight_decay stays 0 (TorchConfig): the paper regularises the VAE by its KL term alone
     beta: float = 0.2  # the paper's anneal_cap: where the annealed KL weight stops
-    anneal_epochs: int = 100  # epochs until the KL weight reaches beta
+    anneal_epochs: int = 100  # epochs until the KL weight rises linearly (per update) to beta
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -39,6 +39,7 @@ def check_layers(field_name: str, layers: tuple[int, ...]) -> None:
 
 @dataclass
 class NCFConfig(NCFTrainingConfig):
+    # [2 x embedding size, hidden...]: the paper's 3-layer halving tower with 8 factors
     layers: tuple[int, ...] = (64, 32, 16, 8)
     dropout: float = 0.0  # the paper has none
 

@@ -51,8 +51,8 @@ class NCFTrainingConfig(TorchConfig):
     patience: int = 10
     batch_size: int = 256
     learning_rate: float = 0.001  # Adam
-    negatives: int = 4
-    loss: str = "bce"
+    negatives: int = 4  # sampled per positive, fresh every epoch
+    loss: str = "bce"  # bce (the paper's log loss) | bpr (pairwise)
 
     def __post_init__(self) -> None:
         super().__post_init__()

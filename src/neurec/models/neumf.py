@@ -31,6 +31,8 @@ from neurec.training import Checkpoint
 class NeuMFConfig(NCFTrainingConfig):
     factors: int = 8  # GMF predictive factors (= gmf.factors when pre-training)
     layers: tuple[int, ...] = (64, 32, 16, 8)  # MLP tower (= ncf.layers when pre-training)
+    # copy the trained gmf and ncf, then fine-tune with SGD (the paper's best NeuMF); false:
+    # train from scratch with the optimizer and learning_rate
     pretrain: bool = True
     alpha: float = 0.5  # the GMF share of the pre-trained output layer
     finetune_learning_rate: float = 0.05  # SGD step size after pre-training

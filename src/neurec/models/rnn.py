@@ -38,15 +38,19 @@ CELLS = ("gru", "lstm")
 
 @dataclass
 class RNNConfig(SequenceConfig):
-    cell: str = "gru"
+    # GRU4Rec (Hidasi et al. 2016) as Hidasi & Czapp (2023) say it should be implemented:
+    # one GRU layer, input and output item vectors tied, dropout on both sides
+    cell: str = "gru"  # gru | lstm
     hidden_size: int = 128
-    embedding_size: int = 128
+    embedding_size: int = 128  # must equal hidden_size when tied_embeddings
     n_layers: int = 1
-    tied_embeddings: bool = True
+    tied_embeddings: bool = True  # GRU4Rec's constrained_embedding: input vectors = output
     dropout_embed: float = 0.2
     dropout_hidden: float = 0.2
-    n_sample: int = 0  # 0: full softmax; else extra popularity-sampled negatives per batch
-    sample_alpha: float = 0.75  # popularity exponent of the extra samples
+    # 0: full softmax (exact, affordable for catalogues of this size); N: in-batch plus N
+    # popularity-sampled negatives per batch
+    n_sample: int = 0
+    sample_alpha: float = 0.75  # sampling probability ~ popularity ** sample_alpha
 
     def __post_init__(self) -> None:
         super().__post_init__()

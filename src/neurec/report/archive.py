@@ -1,6 +1,6 @@
 """The results every earlier run saved, so that a report keeps the models it did not train.
 
-The evaluate node writes ``<model>.results`` (JSON) and ``<model>.user_metrics``
+The evaluate node writes ``<model>_results`` (JSON) and ``<model>_user_metrics``
 (parquet) as versioned datasets: each run adds ``<file>/<version>/<file name>`` under the
 catalog's path, both files under the run's one save version. ``ResultsArchive`` lists
 those versions for path patterns holding one ``*`` for the model name (the catalog's

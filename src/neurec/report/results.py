@@ -1,7 +1,7 @@
 """The report's data: every model's results on one split, as the metrics.json structure.
 
 A plain JSON-ready dict (the contract in the README), assembled from one ``ModelRun`` per
-model: the ``<model>.results`` record the evaluate node wrote and its per-user metrics,
+model: the ``<model>_results`` record the evaluate node wrote and its per-user metrics,
 from this run or the latest earlier run on the same split (``neurec.report.archive``).
 Intervals and significance tests are computed here, from the per-user metrics
 (``neurec.statistics``); rendering is ``neurec.report.render``. No Kedro.
@@ -54,7 +54,7 @@ class ReportConfig:
 
 
 def run_record(model: Recommender, evaluation: EvaluationConfig) -> dict[str, Any]:
-    """What a ``<model>.results`` file records beside the metrics, so that a later report can
+    """What a ``<model>_results`` file records beside the metrics, so that a later report can
     tell whether it is comparable (same split, same candidate draw) and say when and with
     which parameters the model was trained."""
     return {
@@ -72,7 +72,7 @@ def comparable_to(result: Mapping[str, Any]) -> tuple[Any, Any]:
 
 @dataclass(frozen=True)
 class ModelRun:
-    """One model's ``<model>.results`` record and per-user metrics (protocol, user, metrics)."""
+    """One model's ``<model>_results`` record and per-user metrics (protocol, user, metrics)."""
 
     result: dict[str, Any]
     user_metrics: pd.DataFrame

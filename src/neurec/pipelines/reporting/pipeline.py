@@ -17,8 +17,8 @@ def create_pipeline(model_names: Iterable[str]) -> Pipeline:
         "saved_results": "saved_results",
     }
     for name in model_names:  # split again by model in nodes.split_model_inputs
-        inputs[f"{name}__results"] = f"{name}.results"
-        inputs[f"{name}__user_metrics"] = f"{name}.user_metrics"
+        inputs[f"{name}__results"] = f"{name}_results"
+        inputs[f"{name}__user_metrics"] = f"{name}_user_metrics"
     return Pipeline(
         [
             node(build_metrics, inputs, "metrics", name="collect_metrics"),
