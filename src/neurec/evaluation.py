@@ -163,7 +163,7 @@ def _given_candidates(given: pd.DataFrame | None, protocol: Protocol) -> pd.Data
     if given is None or given.empty:
         raise ConfigError(
             f"parameter evaluation.protocols: {protocol.name!r} needs negatives from the source "
-            "(e.g. data.source: ncf with a .test.negative file), but the source gave none"
+            "(e.g. data.source: ncf_paper with a .test.negative file), but the source gave none"
         )
     sizes = given.groupby("user").size()
     if (sizes != protocol.n_negatives).any():

@@ -219,7 +219,7 @@ def _given(table: pd.DataFrame) -> tuple[pd.DataFrame, ...]:
     if "split" not in table.columns:
         raise ConfigError(
             "parameter split.method is 'given' but the source has no 'split' column; "
-            "use a pre-split source such as data.source: ncf"
+            "use a pre-split source such as data.source: ncf_paper"
         )
     given_train, from_end = _by_user_and_time(table[table["split"] == "train"])
     per_user = np.bincount(given_train["user"].to_numpy())

@@ -3,7 +3,7 @@
 A user and an item embedding multiplied element-wise, then a learned linear output layer:
 ``y(u, i) = sigmoid(h . (p_u * q_i) + b)`` (Section 3.2). With h fixed to ones this is plain
 matrix factorisation; learning h lets factors weigh differently. Trained on sampled
-negatives with log loss (or BPR), see :mod:`neurec.models.ncf_training`.
+negatives with log loss (or BPR), see :mod:`neurec.models.neural_cf`.
 """
 
 from __future__ import annotations
@@ -14,9 +14,9 @@ import torch
 from torch import nn
 
 from neurec.models.base import check_positive, register
-from neurec.models.ncf_training import (
-    NCFFamilyRecommender,
-    NCFTrainingConfig,
+from neurec.models.neural_cf import (
+    NeuralCFConfig,
+    NeuralCFRecommender,
     PredictionNet,
     lookup,
     paper_embedding,
@@ -24,7 +24,7 @@ from neurec.models.ncf_training import (
 
 
 @dataclass
-class GMFConfig(NCFTrainingConfig):
+class GMFConfig(NeuralCFConfig):
     factors: int = 8  # predictive factors: the paper tries 8 to 64, 8 by default
 
     def __post_init__(self) -> None:
@@ -49,7 +49,7 @@ class GMFLayer(nn.Module):
 
 
 @register
-class GMF(NCFFamilyRecommender):
+class GMF(NeuralCFRecommender):
     name = "gmf"
     config_class = GMFConfig
     config: GMFConfig

@@ -18,9 +18,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from neurec.models.base import register
-from neurec.models.ncf_training import (
-    NCFFamilyRecommender,
-    NCFTrainingConfig,
+from neurec.models.neural_cf import (
+    NeuralCFConfig,
+    NeuralCFRecommender,
     PredictionNet,
     lookup,
     paper_embedding,
@@ -38,7 +38,7 @@ def check_layers(field_name: str, layers: tuple[int, ...]) -> None:
 
 
 @dataclass
-class NCFConfig(NCFTrainingConfig):
+class NCFConfig(NeuralCFConfig):
     # [2 x embedding size, hidden...]: the paper's 3-layer halving tower with 8 factors
     layers: tuple[int, ...] = (64, 32, 16, 8)
     dropout: float = 0.0  # the paper has none
@@ -85,7 +85,7 @@ class MLPLayers(nn.Module):
 
 
 @register
-class NCF(NCFFamilyRecommender):
+class NCF(NeuralCFRecommender):
     name = "ncf"
     config_class = NCFConfig
     config: NCFConfig

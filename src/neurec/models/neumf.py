@@ -22,13 +22,13 @@ from neurec.interactions import Interactions
 from neurec.models.base import FitReport, Recommender, Validator, check_positive, register
 from neurec.models.gmf import GMF, GMFLayer
 from neurec.models.ncf import NCF, MLPLayers, check_layers
-from neurec.models.ncf_training import NCFFamilyRecommender, NCFTrainingConfig, PredictionNet
+from neurec.models.neural_cf import NeuralCFConfig, NeuralCFRecommender, PredictionNet
 from neurec.models.transformer import check_dropout
 from neurec.training import Checkpoint
 
 
 @dataclass
-class NeuMFConfig(NCFTrainingConfig):
+class NeuMFConfig(NeuralCFConfig):
     factors: int = 8  # GMF predictive factors (= gmf.factors when pre-training)
     layers: tuple[int, ...] = (64, 32, 16, 8)  # MLP tower (= ncf.layers when pre-training)
     # copy the trained gmf and ncf, then fine-tune with SGD (the paper's best NeuMF); false:
@@ -49,7 +49,7 @@ class NeuMFConfig(NCFTrainingConfig):
 
 
 @register
-class NeuMF(NCFFamilyRecommender):
+class NeuMF(NeuralCFRecommender):
     name = "neumf"
     config_class = NeuMFConfig
     config: NeuMFConfig

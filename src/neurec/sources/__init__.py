@@ -24,7 +24,7 @@ from neurec.interactions import validate_interactions
 SOURCES = {
     "synthetic": "synthetic",
     "movielens": "movielens",
-    "ncf": "ncf",
+    "ncf_paper": "ncf_paper",
     "sequences": "sequences",
     "csv": "tabular",
     "parquet": "tabular",
@@ -50,9 +50,18 @@ class SourceData:
     locate: Callable[[int], str] | None = None
 
 
+# former source names -> current ones ("ncf" is the MLP model's name)
+RENAMED = {"ncf": "ncf_paper"}
+
+
 def check_data_params(options: Mapping[str, Any]) -> None:
     """The top-level keys of the ``data`` block: a known source, no unknown key."""
     name = options.get("source")
+    if name in RENAMED:
+        raise ConfigError(
+            f"parameter data.source: {name!r} is now called {RENAMED[name]!r} "
+            f"(and its settings block data.{RENAMED[name]})"
+        )
     if name not in SOURCES:
         raise ConfigError(
             f"parameter data.source: unknown source {name!r}; expected one of {sorted(SOURCES)}"

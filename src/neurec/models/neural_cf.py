@@ -1,11 +1,12 @@
-"""What GMF, NCF (MLP) and NeuMF share (He et al., "Neural Collaborative Filtering", WWW 2017).
+"""The neural_cf family: what GMF, NCF (the MLP model) and NeuMF share (He et al., "Neural
+Collaborative Filtering", WWW 2017).
 
 * the training knobs of the family: ``negatives`` sampled per positive, resampled every
   epoch, and the loss: ``bce`` (the paper's pointwise log loss) or ``bpr`` (pairwise,
   Rendle et al. 2009; the paper leaves pairwise learners to future work);
 * :class:`PredictionNet`: branches that each end in a last hidden layer, concatenated
   into one linear output layer (NeuMF, Section 3.4; GMF and NCF are its one-branch cases);
-* :class:`NCFFamilyRecommender`: epoch batches, loss and scoring for such a network.
+* :class:`NeuralCFRecommender`: epoch batches, loss and scoring for such a network.
 
 A batch row is a user, one positive item and its negatives: ``items[:, 0]`` is the
 positive, ``items[:, 1:]`` the negatives. Scoring the user once per row (not once per
@@ -34,8 +35,8 @@ PAIRS_PER_CHUNK = 1 << 16
 
 
 @dataclass
-class NCFTrainingConfig(TorchConfig):
-    """Training knobs of the NCF family (each model's config extends it).
+class NeuralCFConfig(TorchConfig):
+    """Training knobs of the neural_cf family (each model's config extends it).
 
     ``batch_size`` counts positives; each comes with its ``negatives``, so a batch scores
     ``batch_size * (1 + negatives)`` pairs (the paper's batch of 256 counted pairs).
@@ -99,11 +100,11 @@ class PredictionNet(nn.Module):
         return scores
 
 
-class NCFFamilyRecommender(TorchRecommender):
+class NeuralCFRecommender(TorchRecommender):
     """Sampled-negative training and batched scoring for a :class:`PredictionNet`."""
 
-    family = "neural_cf"  # not "ncf": that name is the MLP model's pipeline
-    config: NCFTrainingConfig
+    family = "neural_cf"  # the paper's framework; "ncf" is its MLP model, "ncf_paper" its data
+    config: NeuralCFConfig
 
     def training_batches(
         self, train: Interactions, rng: np.random.Generator

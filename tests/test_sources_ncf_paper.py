@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import gzip
-import os
 import re
 from pathlib import Path
 
@@ -11,18 +10,11 @@ import pytest
 
 from neurec.errors import ConfigError, DataError
 from neurec.sources import load_source
+from tests.conftest import shared_data_dir
 
 TRAIN = "0\t5\t4\t100\n0\t6\t3\t101\n1\t5\t5\t102\n"
 TEST = "0\t7\t5\t200\n1\t8\t2\t201\n"
 NEGATIVES = "(0,7)\t1\t2\t2\t7\n(1,8)\t3\t4\t5\t6\n"
-
-
-def _shared_data() -> Path:
-    """The project's read-only reference data (never copied into the repository)."""
-    configured = os.environ.get("NEUREC_SHARED_DATA")
-    if configured:
-        return Path(configured)
-    return Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _write(folder: Path, train=TRAIN, test=TEST, negatives=NEGATIVES) -> Path:
@@ -36,7 +28,7 @@ def _write(folder: Path, train=TRAIN, test=TEST, negatives=NEGATIVES) -> Path:
 
 
 def _load(prefix):
-    return load_source({"source": "ncf", "path": str(prefix)})
+    return load_source({"source": "ncf_paper", "path": str(prefix)})
 
 
 def test_reads_both_splits_and_keeps_negatives_exactly_as_given(tmp_path):
@@ -135,13 +127,15 @@ def test_a_negative_value_names_its_file_and_line(tmp_path, train, test, where):
 
 def test_parameters(tmp_path):
     with pytest.raises(ConfigError, match=r"parameter data\.path"):
-        load_source({"source": "ncf"})
-    with pytest.raises(ConfigError, match=r"data\.ncf\.variant"):
-        load_source({"source": "ncf", "path": "x", "ncf": {"variant": "1m"}})
+        load_source({"source": "ncf_paper"})
+    with pytest.raises(ConfigError, match=r"data\.source: 'ncf' is now called 'ncf_paper'"):
+        load_source({"source": "ncf", "path": "x"})
+    with pytest.raises(ConfigError, match=r"data\.ncf_paper\.variant"):
+        load_source({"source": "ncf_paper", "path": "x", "ncf_paper": {"variant": "1m"}})
 
 
 def test_real_ml_1m_test_files(tmp_path):
-    shared = _shared_data() / "ncf"
+    shared = shared_data_dir() / "ncf"
     if not (shared / "ml-1m.test.negative").is_file():
         pytest.skip(f"reference data not found at {shared} (set NEUREC_SHARED_DATA)")
     prefix = tmp_path / "ml-1m"

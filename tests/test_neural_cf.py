@@ -19,11 +19,11 @@ from neurec.interactions import Interactions
 from neurec.models import registry
 from neurec.sources import load_source
 from neurec.split import Split
+from tests.conftest import shared_data_dir
 
 FAMILY = ("gmf", "ncf", "neumf")
 SCRATCH = {"neumf": {"pretrain": False}}  # NeuMF without pre-trained models to copy
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
-ML100K = DATA / "ml-100k" / "u.data"
+ML100K = shared_data_dir() / "ml-100k" / "u.data"
 
 
 def split(table: pd.DataFrame) -> Split:
