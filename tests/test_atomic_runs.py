@@ -272,11 +272,11 @@ AS_FROM_A_TERMINAL = (
 
 
 def start_slow_run(project: pathlib.Path, log: pathlib.Path):
-    """``kedro run --pipeline=gmf`` with epochs enough to outlast the test."""
+    """``kedro run --pipelines=gmf`` with epochs enough to outlast the test."""
     synthetic = ",".join(
         f"data.synthetic.{k}={v}" for k, v in SMALL_DATA["data"]["synthetic"].items()
     )
-    command = [sys.executable, "-c", AS_FROM_A_TERMINAL, "run", "--pipeline=gmf"]
+    command = [sys.executable, "-c", AS_FROM_A_TERMINAL, "run", "--pipelines=gmf"]
     command += ["--params", f"{synthetic},gmf.epochs=10000,gmf.patience=10000"]
     return process_group(command, project, log)
 

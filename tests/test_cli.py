@@ -14,7 +14,7 @@ import neurec
 from neurec.cli import TRACEBACK_VARIABLE, run
 from neurec.errors import ConfigError, DataError
 
-BAD_SPLIT = ["--pipeline=ease", "--params", "split.method=nosuch"]
+BAD_SPLIT = ["--pipelines=ease", "--params", "split.method=nosuch"]
 MESSAGE = "parameter split.method: expected one of ('leave_one_out'"
 
 
@@ -37,7 +37,7 @@ def test_kedro_run_prints_an_expected_error_in_two_lines(project_copy):
 
 def test_a_mistyped_env_stops_with_kedros_message_naming_the_folder(project_copy):
     kedro = Path(sys.executable).with_name("kedro")
-    done = run_project(project_copy, [str(kedro), "run", "--env", "nosuch", "--pipeline=ease"])
+    done = run_project(project_copy, [str(kedro), "run", "--env", "nosuch", "--pipelines=ease"])
     assert done.returncode == 1
     missing = project_copy / "conf" / "nosuch"
     assert "Error: Given configuration path either does not exist or" in done.stderr
@@ -77,7 +77,7 @@ def test_an_expected_error_ends_the_command_with_its_message(monkeypatch, error,
 
     monkeypatch.setattr(kedro_run, "callback", failing_run)
     monkeypatch.delenv(TRACEBACK_VARIABLE, raising=False)
-    result = CliRunner().invoke(run, ["--pipeline=ease"])
+    result = CliRunner().invoke(run, ["--pipelines=ease"])
     assert result.exit_code == 1
     assert result.stderr.startswith(f"Error: {message}")
     assert "--verbose" in result.stderr
@@ -101,7 +101,7 @@ def test_a_bug_or_a_requested_traceback_propagates(monkeypatch, error, arguments
         monkeypatch.delenv(TRACEBACK_VARIABLE, raising=False)
     else:
         monkeypatch.setenv(TRACEBACK_VARIABLE, variable)
-    result = CliRunner().invoke(run, ["--pipeline=ease", *arguments])
+    result = CliRunner().invoke(run, ["--pipelines=ease", *arguments])
     assert result.exception is error  # raised on: Kedro's rich traceback prints it
     assert "Error:" not in result.stderr
 

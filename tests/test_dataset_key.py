@@ -146,7 +146,7 @@ def test_a_model_copied_from_another_data_set_is_refused_naming_both_keys(split,
         ModelShelf(models / "B", "B").load("ease", fingerprint(split))
     message = str(refused.value)
     assert "data set A, not on this run's data set B" in message
-    assert "kedro run --pipeline=ease" in message and str(copied) in message
+    assert "kedro run --pipelines=ease" in message and str(copied) in message
 
 
 def test_a_model_missing_for_this_data_set_names_where_it_is_trained(split, tmp_path):
@@ -159,7 +159,7 @@ def test_a_model_missing_for_this_data_set_names_where_it_is_trained(split, tmp_
     assert "no trained model 'ease' for data set B" in message
     assert "(trained for it: most_popular)" in message
     assert "'ease' was trained on data set A" in message
-    assert "kedro run --pipeline=ease with this run's --params" in message
+    assert "kedro run --pipelines=ease with this run's --params" in message
     nothing = r"no model was trained for data set C .*models were trained on data set A and B"
     with pytest.raises(DatasetError, match=nothing):
         TrainedModels(str(models / "C"), "C").load()  # Kedro wraps a dataset's DataError
@@ -207,7 +207,7 @@ def test_recommending_for_a_data_set_without_models_names_the_trained_ones(proje
         kedro_run(project_copy, "recommend", {**other, "recommend": {"model": "most_popular"}})
     message = str(refused.value)
     assert project_dataset_key(project_copy, params=other) in message and trained in message
-    assert "kedro run --pipeline=<model>" in message
+    assert "kedro run --pipelines=<model>" in message
     causes = [refused.value]
     while causes[-1].__cause__ is not None:
         causes.append(causes[-1].__cause__)

@@ -209,4 +209,4 @@ def test_two_torchrun_nodes_train_to_the_single_process_metrics(project_copy):
 def kedro_run_from(project: Path, pipeline: str, params: dict, node: str) -> None:
     bootstrap_project(project)
     with KedroSession.create(project_path=project, runtime_params=params) as session:
-        session.run(pipeline_name=pipeline, from_nodes=[node])
+        session.run(pipeline_names=[pipeline], from_nodes=[node])

@@ -25,7 +25,7 @@ SMALL_DATA = {"data": {"synthetic": {"n_users": 120, "n_items": 250, "mean_lengt
 def kedro_run(project, pipeline="__default__", params=None):
     bootstrap_project(project)
     with KedroSession.create(project_path=project, runtime_params=params or {}) as session:
-        return session.run(pipeline_name=pipeline)
+        return session.run(pipeline_names=[pipeline])
 
 
 def dataset_folder(project, layer, params=None):

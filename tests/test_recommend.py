@@ -161,7 +161,7 @@ def test_recommend_pipeline_names_a_bad_or_untrained_model(project_copy):
     kedro_run(project_copy, "most_popular", SMALL_DATA)
     with pytest.raises(ConfigError, match=r"recommend\.model"):
         kedro_run(project_copy, "recommend", {**SMALL_DATA, "recommend": {"model": "nosuch"}})
-    with pytest.raises(DataError, match=r"kedro run --pipeline=ials"):
+    with pytest.raises(DataError, match=r"kedro run --pipelines=ials"):
         kedro_run(project_copy, "recommend", {**SMALL_DATA, "recommend": {"model": "ials"}})
     with pytest.raises(ConfigError, match=r"recommend\.k"):
         params = {**SMALL_DATA, "recommend": {"model": "most_popular", "k": 0}}
@@ -226,7 +226,7 @@ def test_a_model_trained_on_other_data_of_the_same_shape_is_refused(two_splits, 
     message = str(refused.value)
     fingerprints = [s.fingerprint for s in two_splits]
     assert fingerprints[0] != fingerprints[1]
-    assert str(saved) in message and "kedro run --pipeline=ease" in message
+    assert str(saved) in message and "kedro run --pipelines=ease" in message
     assert all(fingerprint in message for fingerprint in fingerprints)
 
 
@@ -240,7 +240,7 @@ def test_a_model_file_of_another_class_is_refused_naming_both(two_splits, tmp_pa
     with pytest.raises(DataError, match=r"'sasrec' model \(SASRec\), not the 'ease'") as refused:
         serve(split, tmp_path, "ease")
     assert str(slot) in str(refused.value)
-    assert "kedro run --pipeline=ease" in str(refused.value)
+    assert "kedro run --pipelines=ease" in str(refused.value)
 
 
 @pytest.mark.parametrize("serve", SERVERS)
@@ -252,7 +252,7 @@ def test_a_model_file_from_before_fingerprints_is_refused_with_the_retrain_comma
     payload = torch.load(saved, weights_only=True)
     del payload["data_fingerprint"]  # what save_model wrote before this check existed
     torch.save(payload, saved)
-    with pytest.raises(DataError, match=r"no fingerprint.*kedro run --pipeline=ease"):
+    with pytest.raises(DataError, match=r"no fingerprint.*kedro run --pipelines=ease"):
         serve(split, tmp_path, "ease")
 
 

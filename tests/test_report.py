@@ -167,7 +167,7 @@ def test_without_a_baseline_the_report_names_the_command_that_trains_one(monkeyp
     assert metrics["significance"]["baseline"] is None
     text = report(metrics)[0]
     assert "No model of family `baselines` was ever trained on this split" in text
-    assert "`kedro run --pipeline=baselines`" in text
+    assert "`kedro run --pipelines=baselines`" in text
 
 
 def test_bad_report_settings_name_the_parameter(tmp_path):

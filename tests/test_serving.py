@@ -30,7 +30,7 @@ SERVED = ("sasrec", "ease")
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, empty_mlflow_store) -> Iterator[Path]:
-    """A project copy in which `kedro run --pipeline=sasrec` and `--pipeline=ease` ran."""
+    """A project copy in which `kedro run --pipelines=sasrec` and `--pipelines=ease` ran."""
     project = copy_project(tmp_path_factory.mktemp("served"), empty_mlflow_store)
     with pytest.MonkeyPatch.context() as patch:
         patch.chdir(project)

@@ -163,7 +163,7 @@ class ModelShelf:
     def missing(self, name: str) -> str:
         """Why model ``name`` (:data:`ANY_MODEL`: any) cannot be served from here: what is
         trained, on which other data sets, and the command that trains it."""
-        train = f"kedro run --pipeline={name}"
+        train = f"kedro run --pipelines={name}"
         trained = ", ".join(self.names()) or "none"
         if self.dataset_key is None:
             return (
@@ -450,7 +450,7 @@ class SplitDataset(AbstractDataset[Split, Split]):
         folder = self._path
         if not (folder / SPLIT_FILE).exists():
             raise DatasetError(
-                f"{folder}: no split here; make one with `kedro run --pipeline=data` "
+                f"{folder}: no split here; make one with `kedro run --pipelines=data` "
                 "(or any model's pipeline)"
             )
         meta = json.loads((folder / SPLIT_FILE).read_text())

@@ -8,7 +8,7 @@ batch over the ranks and averages gradients with DistributedDataParallel):
   gloo on the CPU or NCCL on CUDA, a rendezvous on 127.0.0.1; the train node calls it
   when that parameter is above 1, and rank 0's trained weights come back to the node;
 * across machines, ``torchrun ... -m neurec.distributed --model <model>`` on each
-  machine trains from the split files that ``kedro run --pipeline=<model>`` wrote
+  machine trains from the split files that ``kedro run --pipelines=<model>`` wrote
   (``data/05_model_input``) and rank 0 saves the model as a new version of the catalog's
   ``<model>_model`` (and its ``<model>.fit_report``), where the evaluate node and the
   recommend pipeline find it (README, "Training on several processes and machines").
@@ -158,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         prog="torchrun ... -m neurec.distributed",
         description=(
             "Train one model data-parallel from the split files of `kedro run "
-            "--pipeline=<model>` (data/05_model_input); rank 0 saves it as a new version "
+            "--pipelines=<model>` (data/05_model_input); rank 0 saves it as a new version "
             "of <model>_model. Run under torchrun on every machine."
         ),
     )
@@ -229,7 +229,7 @@ def train_from_project(
                 catalog.save(f"{model_name}_model", model)
                 catalog.save(f"{model_name}.fit_report", fit_report)
                 logger.info(
-                    "%s: saved as %s; evaluate it with `kedro run --pipeline=%s "
+                    "%s: saved as %s; evaluate it with `kedro run --pipelines=%s "
                     "--from-nodes=%s.evaluate`",
                     model_name,
                     f"{model_name}_model",

@@ -1,6 +1,6 @@
 """Project pipelines, registered explicitly by name.
 
-For every registered model ``m``: ``kedro run --pipeline=m`` runs ingest -> split -> the
+For every registered model ``m``: ``kedro run --pipelines=m`` runs ingest -> split -> the
 models ``m``'s config starts from (if any) -> ``m`` -> evaluate -> report. Each model
 family (e.g. ``baselines``) gets a pipeline too, and ``__default__`` runs every model.
 ``recommend`` writes top-K items for every user from the trained model named by the
@@ -8,7 +8,7 @@ family (e.g. ``baselines``) gets a pipeline too, and ``__default__`` runs every 
 ``tune.model`` on validation (``neurec.tuning``).
 
 Which models a pipeline trains depends on the parameters: NeuMF with ``neumf.pretrain:
-true`` starts from GMF and NCF, so ``--pipeline=neumf`` trains them first; with false it
+true`` starts from GMF and NCF, so ``--pipelines=neumf`` trains them first; with false it
 trains NeuMF alone. Kedro calls ``register_pipelines()`` without arguments, so
 :class:`PipelineParametersHooks` gives it the run's parameters (the conf files merged
 with ``--params``) as soon as the session has created its context, which ``KedroSession.run``

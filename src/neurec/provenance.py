@@ -69,7 +69,7 @@ def check_trained_on(
 
     One :class:`DataError` naming the file, what differs and the command that retrains it.
     """
-    retrain = f"retrain it: kedro run --pipeline={name}"
+    retrain = f"retrain it: kedro run --pipelines={name}"
     if model.name != name:
         raise DataError(
             f"{origin}: holds a '{model.name}' model ({type(model).__name__}), "
@@ -79,7 +79,7 @@ def check_trained_on(
         raise DataError(
             f"{origin}: model '{name}' was trained on data set {model.dataset_key}, not on "
             f"this run's data set {dataset_key} (its data source, settings and split); "
-            f"retrain it on {dataset_key}: kedro run --pipeline={name} with this run's "
+            f"retrain it on {dataset_key}: kedro run --pipelines={name} with this run's "
             "--params and --env"
         )
     if model.data_fingerprint is None:

@@ -1,7 +1,7 @@
 """Latency of served models: p50/p99 of HTTP requests to ``mlflow models serve``.
 
 A benchmark, not a test. In a temporary copy of the project it trains each model with
-``kedro run --pipeline=<model>`` on the given data (which logs and registers it,
+``kedro run --pipelines=<model>`` on the given data (which logs and registers it,
 ``neurec.serving``), serves ``models:/neurec-<model>/latest`` on 127.0.0.1 and times
 requests of one history and of ``--batch`` histories (the users' train + validation
 histories, source ids, k=10), each a fresh connection as a ``curl`` call would be::
@@ -170,7 +170,7 @@ def train(project: Path, model: str, params: str) -> None:
     env = {**os.environ, "PYTHONPATH": str(Path(neurec.__file__).resolve().parents[1])}
     env.pop("MLFLOW_TRACKING_URI", None)  # the copy's own store
     subprocess.run(
-        [sys.executable, "-m", "kedro", "run", f"--pipeline={model}", "--params", params],
+        [sys.executable, "-m", "kedro", "run", f"--pipelines={model}", "--params", params],
         cwd=project, env=env, check=True, stdout=subprocess.DEVNULL,
     )  # fmt: skip
 

@@ -431,7 +431,7 @@ def tune(
     }
     logger.info(
         "tune: best trial %d, validation %s %.4f, %s; written to %s (kedro run --env %s "
-        "--pipeline=%s)",
+        "--pipelines=%s)",
         best.number,
         SELECTION_METRIC,
         best.value,
@@ -459,10 +459,10 @@ def write_best_parameters(tuning: Tuning, study: optuna.Study, conf_folder: Path
     block = {**tuning.model_params, **best_values(tuning, best)}
     block = json.loads(json.dumps(block, default=list))  # tuples -> YAML lists
     header = (
-        f"# Written by `kedro run --pipeline=tune` (neurec.tuning): study '{study.study_name}',\n"
+        f"# Written by `kedro run --pipelines=tune` (neurec.tuning): study '{study.study_name}',\n"
         f"# best of {len(study.trials)} trials: trial {best.number}, validation "
         f"{SELECTION_METRIC} {best.value:.4f}. Train it: kedro run --env {cfg.env} "
-        f"--pipeline={cfg.model}\n"
+        f"--pipelines={cfg.model}\n"
     )
     text = header + yaml.safe_dump({cfg.model: block}, sort_keys=False)
     path = conf_folder / cfg.env / f"parameters_{cfg.model}.yml"

@@ -103,7 +103,7 @@ def effective_parameters(parameters: Mapping[str, Any]) -> dict[str, Any]:
     completed with its config's defaults, as the nodes will build it.
 
     A block that does not build is left as given: the validation hook reports it when a
-    pipeline reads it, so a bad ``neumf`` value does not stop ``kedro run --pipeline=ease``.
+    pipeline reads it, so a bad ``neumf`` value does not stop ``kedro run --pipelines=ease``.
     """
     configs = {**BLOCK_CONFIGS, **{name: model.config_class for name, model in registry().items()}}
     effective = dict(parameters)

@@ -24,7 +24,7 @@ from neurec.statistics import compare_with_baseline, metric_intervals
 from neurec.training import SELECTION_METRIC
 
 BASELINE_FAMILY = "baselines"
-BASELINES_COMMAND = f"kedro run --pipeline={BASELINE_FAMILY}"
+BASELINES_COMMAND = f"kedro run --pipelines={BASELINE_FAMILY}"
 # how a model's training ended, from its epochs and its epoch budget (metrics.json "stopped_by")
 ONE_PASS, EARLY_STOPPING, EPOCH_BUDGET = "one_pass", "early_stopping", "epoch_budget"
 

@@ -1,4 +1,4 @@
-"""``kedro run --pipeline=recommend [--params recommend.model=ials,recommend.k=20]``."""
+"""``kedro run --pipelines=recommend [--params recommend.model=ials,recommend.k=20]``."""
 
 from kedro.pipeline import Pipeline, node
 

@@ -31,7 +31,7 @@ def report_location(paths: list[Path], written: bool) -> str:
         return f"report: {where}"
     if paths[0].exists():
         return f"report (written by an earlier run): {where}"
-    return f"no report yet: `kedro run` (or `kedro run --pipeline=<model>`) writes {paths[0]}"
+    return f"no report yet: `kedro run` (or `kedro run --pipelines=<model>`) writes {paths[0]}"
 
 
 class ReportLocationHooks:

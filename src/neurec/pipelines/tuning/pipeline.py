@@ -1,4 +1,4 @@
-"""ingest -> split -> tune: ``kedro run --pipeline=tune --params tune.model=sasrec``."""
+"""ingest -> split -> tune: ``kedro run --pipelines=tune --params tune.model=sasrec``."""
 
 from kedro.pipeline import Pipeline, node
 
