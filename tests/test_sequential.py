@@ -19,7 +19,8 @@ from neurec.evaluation import (
 )
 from neurec.interactions import Histories, Interactions
 from neurec.models import registry
-from neurec.models.transformer import TransformerBlock, attention_mask, next_item_targets
+from neurec.models.sequence import next_item_targets
+from neurec.models.transformer import TransformerBlock, attention_mask
 
 SEQUENTIAL = ("rnn", "sasrec", "bert4rec")
 CONF = Path(__file__).resolve().parents[1] / "conf" / "base"

@@ -32,12 +32,8 @@ from torch import nn
 from neurec.interactions import Histories, Interactions
 from neurec.models.base import check_choice, check_positive, register
 from neurec.models.losses import FullSoftmax, SampledSoftmax, SequenceLoss
-from neurec.models.transformer import (
-    SequenceRecommender,
-    TransformerConfig,
-    TransformerEncoder,
-    recent_items,
-)
+from neurec.models.sequence import SequenceRecommender, recent_items
+from neurec.models.transformer import TransformerConfig, TransformerEncoder
 
 LOSSES = ("ce", "sampled_ce")
 

@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from neurec.limits import check_full_softmax
-from neurec.models.base import check_choice, check_positive, register
+from neurec.models.base import check_choice, check_dropout, check_positive, register
 from neurec.models.losses import FullSoftmax, InBatchSoftmax, SequenceLoss
-from neurec.models.transformer import SequenceConfig, SequenceRecommender, check_dropout
+from neurec.models.sequence import SequenceConfig, SequenceRecommender
 
 CELLS = ("gru", "lstm")
 

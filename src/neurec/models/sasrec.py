@@ -33,7 +33,8 @@ from neurec.models.losses import (
     SampledSoftmax,
     SequenceLoss,
 )
-from neurec.models.transformer import SequenceRecommender, TransformerConfig, TransformerEncoder
+from neurec.models.sequence import SequenceRecommender
+from neurec.models.transformer import TransformerConfig, TransformerEncoder
 
 LOSSES = ("bce", "ce", "sampled_ce", "gbce")
 
