@@ -93,6 +93,9 @@ class BERT4RecModule(nn.Module):
     def forward(self, seqs: torch.Tensor) -> torch.Tensor:
         return self.encoder(seqs)
 
+    def last_states(self, seqs: torch.Tensor) -> torch.Tensor:
+        return self.encoder.last_states(seqs)
+
     def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head(hidden) @ self.encoder.item_vectors(self.n_items).T + self.output_bias
 

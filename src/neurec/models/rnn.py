@@ -108,6 +108,10 @@ class RNNModule(nn.Module):
         hidden, _ = self.rnn(x)
         return align_left(seqs, self.hidden_dropout(hidden), inverse=True)
 
+    def last_states(self, seqs: torch.Tensor) -> torch.Tensor:
+        """The state ``[B, d]`` at the last column (the last item's output)."""
+        return self(seqs)[:, -1]
+
     def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden @ self.output_embedding.weight[1:].T + self.output_bias
 

@@ -68,6 +68,9 @@ class SASRecModule(nn.Module):
     def forward(self, seqs: torch.Tensor) -> torch.Tensor:
         return self.encoder(seqs)
 
+    def last_states(self, seqs: torch.Tensor) -> torch.Tensor:
+        return self.encoder.last_states(seqs)
+
     def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden @ self.encoder.item_vectors(self.n_items).T
 
