@@ -130,7 +130,7 @@ def test_given_candidates_rank_each_distinct_item_once(tmp_path, project_copy):
     (tmp_path / "toy.test.rating").write_text("\n".join(test_lines) + "\n")
     (tmp_path / "toy.test.negative").write_text("\n".join(negative_lines) + "\n")
     params = {
-        "data": {"source": "ncf", "path": str(prefix)},
+        "data": {"source": "ncf_paper", "path": str(prefix)},
         "split": {"method": "given", "min_user_interactions": 0},
         "evaluation": {"protocols": ["full", "sampled_given_5"]},
     }

@@ -16,8 +16,9 @@ from neurec.evaluation import (
     EvaluationConfig,
 )
 from neurec.interactions import Histories, Interactions
-from neurec.models import registry
-from neurec.models.transformer import TransformerBlock, attention_mask, next_item_targets
+from neurec.models import registry, sequence
+from neurec.models.sequence import next_item_targets
+from neurec.models.transformer import TransformerBlock, attention_mask
 
 SEQUENTIAL = ("rnn", "sasrec", "bert4rec")
 CONF = Path(__file__).resolve().parents[1] / "conf" / "base"
@@ -143,6 +144,30 @@ def test_transformer_block_ignores_whatever_sits_at_padding_positions(causal):
     valid = SEQS > 0
     with torch.no_grad():
         torch.testing.assert_close(block(garbage, mask)[valid], block(x, mask)[valid])
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides"),
+    [("rnn", {"cell": "gru"}), ("sasrec", {}), ("bert4rec", {}), ("sasrec", {"n_layers": 1})],
+)
+def test_last_states_are_the_last_column_of_the_whole_forward(name, overrides):
+    # scoring reads last_states, which skips the last block's other columns
+    module = build(name, **overrides).module.eval()
+    with torch.no_grad():
+        torch.testing.assert_close(module.last_states(SEQS), module(SEQS)[:, -1])
+
+
+@pytest.mark.parametrize("name", SEQUENTIAL)
+def test_scores_do_not_depend_on_how_users_are_grouped_by_length(name, monkeypatch):
+    model = build(name, n_users=9)
+    histories = make_histories([3, 12, 20, 1, 7, 0, 5, 2, 15], n_items=30)
+    users = np.array([8, 0, 1, 2, 3, 4, 6, 7])
+    monkeypatch.setattr(sequence, "INFERENCE_GROUP", 2)  # four groups of different widths
+    grouped = model.score(users, histories)
+    with torch.no_grad():  # every user at max_len columns, in the given order, one call
+        seqs = torch.as_tensor(model.inference_sequences(histories, users))
+        ungrouped = model.module.item_scores(model.module.eval()(seqs)[:, -1])
+    torch.testing.assert_close(grouped, ungrouped)
 
 
 @pytest.mark.parametrize("name", ["sasrec", "bert4rec"])

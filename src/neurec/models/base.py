@@ -234,6 +234,12 @@ def check_positive(field_name: str, value: float, allow_zero: bool = False) -> N
         raise ValueError(f"{field_name}: expected {bound}, got {value!r}")
 
 
+def check_dropout(field_name: str, value: float) -> None:
+    """For a config's ``__post_init__``: a dropout probability in [0, 1)."""
+    if not 0.0 <= value < 1.0:
+        raise ValueError(f"{field_name}: expected a probability in [0, 1), got {value!r}")
+
+
 # --- registry ----------------------------------------------------------------------------
 
 _REGISTRY: dict[str, type[Recommender]] = {}

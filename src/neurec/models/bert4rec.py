@@ -32,12 +32,8 @@ from torch import nn
 from neurec.interactions import Histories, Interactions
 from neurec.models.base import check_choice, check_positive, register
 from neurec.models.losses import FullSoftmax, SampledSoftmax, SequenceLoss
-from neurec.models.transformer import (
-    SequenceRecommender,
-    TransformerConfig,
-    TransformerEncoder,
-    recent_items,
-)
+from neurec.models.sequence import SequenceRecommender, recent_items
+from neurec.models.transformer import TransformerConfig, TransformerEncoder
 
 LOSSES = ("ce", "sampled_ce")
 
@@ -97,6 +93,9 @@ class BERT4RecModule(nn.Module):
 
     def forward(self, seqs: torch.Tensor) -> torch.Tensor:
         return self.encoder(seqs)
+
+    def last_states(self, seqs: torch.Tensor) -> torch.Tensor:
+        return self.encoder.last_states(seqs)
 
     def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.head(hidden) @ self.encoder.item_vectors(self.n_items).T + self.output_bias

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neurec.models.base import register
+from neurec.models.base import check_dropout, register
 from neurec.models.neural_cf import (
     NeuralCFConfig,
     NeuralCFRecommender,
@@ -25,7 +25,6 @@ from neurec.models.neural_cf import (
     lookup,
     paper_embedding,
 )
-from neurec.models.transformer import check_dropout
 
 
 def check_layers(field_name: str, layers: tuple[int, ...]) -> None:

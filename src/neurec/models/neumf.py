@@ -19,11 +19,17 @@ from torch import nn
 
 from neurec.errors import ConfigError
 from neurec.interactions import Interactions
-from neurec.models.base import FitReport, Recommender, Validator, check_positive, register
+from neurec.models.base import (
+    FitReport,
+    Recommender,
+    Validator,
+    check_dropout,
+    check_positive,
+    register,
+)
 from neurec.models.gmf import GMF, GMFLayer
 from neurec.models.ncf import NCF, MLPLayers, check_layers
 from neurec.models.neural_cf import NeuralCFConfig, NeuralCFRecommender, PredictionNet
-from neurec.models.transformer import check_dropout
 from neurec.training import Checkpoint
 
 

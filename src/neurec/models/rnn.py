@@ -29,9 +29,9 @@ import torch
 from torch import nn
 
 from neurec.limits import check_full_softmax
-from neurec.models.base import check_choice, check_positive, register
+from neurec.models.base import check_choice, check_dropout, check_positive, register
 from neurec.models.losses import FullSoftmax, InBatchSoftmax, SequenceLoss
-from neurec.models.transformer import SequenceConfig, SequenceRecommender, check_dropout
+from neurec.models.sequence import SequenceConfig, SequenceRecommender
 
 CELLS = ("gru", "lstm")
 
@@ -111,6 +111,10 @@ class RNNModule(nn.Module):
         x = self.embed_dropout(self.input_embedding(items_first))
         hidden, _ = self.rnn(x)
         return align_left(seqs, self.hidden_dropout(hidden), inverse=True)
+
+    def last_states(self, seqs: torch.Tensor) -> torch.Tensor:
+        """The state ``[B, d]`` at the last column (the last item's output)."""
+        return self(seqs)[:, -1]
 
     def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden @ self.output_embedding.weight[1:].T + self.output_bias

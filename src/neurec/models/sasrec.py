@@ -33,7 +33,8 @@ from neurec.models.losses import (
     SampledSoftmax,
     SequenceLoss,
 )
-from neurec.models.transformer import SequenceRecommender, TransformerConfig, TransformerEncoder
+from neurec.models.sequence import SequenceRecommender
+from neurec.models.transformer import TransformerConfig, TransformerEncoder
 
 LOSSES = ("bce", "ce", "sampled_ce", "gbce")
 
@@ -68,6 +69,9 @@ class SASRecModule(nn.Module):
 
     def forward(self, seqs: torch.Tensor) -> torch.Tensor:
         return self.encoder(seqs)
+
+    def last_states(self, seqs: torch.Tensor) -> torch.Tensor:
+        return self.encoder.last_states(seqs)
 
     def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
         return hidden @ self.encoder.item_vectors(self.n_items).T
