@@ -1,5 +1,6 @@
 """Scale: bounded evaluation memory, EASE's item limit, stops before training, the generator."""
 
+import itertools
 import json
 import os
 import subprocess
@@ -12,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy.stats import chisquare
 
 from neurec import scale_benchmark
 from neurec.errors import ConfigError
@@ -20,7 +22,7 @@ from neurec.interactions import Interactions
 from neurec.models import registry
 from neurec.models.base import Recommender
 from neurec.scale_benchmark import STAGES, slopes
-from neurec.sources.synthetic import SyntheticConfig, generate
+from neurec.sources.synthetic import SyntheticConfig, Taste, generate
 
 CLEAR_REFS = Path("/proc/self/clear_refs")
 
@@ -174,6 +176,32 @@ def test_generator_keeps_items_distinct_when_histories_cover_half_the_catalogue(
     assert table["item"].between(1, 60).all() and table["timestamp"].is_monotonic_increasing
     # times increase within a user in the order the items were generated
     assert table.equals(generate(config))
+
+
+def test_taste_orders_are_draws_without_replacement_from_the_softmax():
+    # a peaked taste over 10 items: 4 items from 24 inverse-CDF draws often repeat too much,
+    # so many orders are completed by Gumbel keys; the ordered first three items must follow
+    # p_a * p_b / (1 - p_a) * p_c / (1 - p_a - p_b) all the same
+    rng = np.random.default_rng(0)
+    log_popularity = np.log(1.0 / np.arange(1, 11))
+    user, items = np.array([[6.0, -4.0]]), rng.normal(size=(10, 2))
+    taste = Taste(log_popularity, user, items)
+    logits = log_popularity + user[0] @ items.T
+    p = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    n = 100_000
+    orders = taste.orders(rng, np.zeros(n, dtype=np.int64), np.full(n, 4))
+    ordered = np.sort(orders, axis=1)
+    assert (ordered[:, 1:] != ordered[:, :-1]).all()
+    observed, expected = [], []
+    counts = pd.Series(orders[:, 0] * 100 + orders[:, 1] * 10 + orders[:, 2]).value_counts()
+    for a, b, c in itertools.permutations(range(10), 3):
+        observed.append(counts.get(a * 100 + b * 10 + c, 0))
+        expected.append(n * p[a] * p[b] / (1 - p[a]) * p[c] / (1 - p[a] - p[b]))
+    observed, expected = np.array(observed), np.array(expected)
+    big = expected > 5  # the rare triples pooled into one cell
+    observed = np.r_[observed[big], observed[~big].sum()]
+    expected = np.r_[expected[big], expected[~big].sum()]
+    assert chisquare(observed, expected * n / expected.sum()).pvalue > 0.01
 
 
 def test_slopes_are_log_log_least_squares_per_stage():
