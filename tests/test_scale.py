@@ -1,5 +1,6 @@
 """Scale: bounded evaluation memory, EASE's item limit, stops before training, the generator."""
 
+import argparse
 import itertools
 import json
 import os
@@ -217,14 +218,46 @@ def test_slopes_are_log_log_least_squares_per_stage():
 
 def test_scale_benchmark_writes_the_cost_curve_of_each_stage(tmp_path):
     out = tmp_path / "curve"
-    options = {"--sizes": "20k", "--model": "most_popular", "--threads": "1", "--label": "test"}
+    options = {"--sizes": "20k", "--threads": "1", "--label": "test", "--out": str(out)}
     arguments = [part for pair in options.items() for part in pair]
-    scale_benchmark.main(
-        [*arguments, "--protocols", "full", "sampled_uniform_9", "--out", str(out)]
-    )
+    overrides = ["--model-override", 'ials={"factors": 4}', "--epoch-share", "ials=0.5"]
+    protocols = ["--protocols", "full", "sampled_uniform_9"]
+    scale_benchmark.main([*arguments, "--model", "most_popular", "ials", *protocols, *overrides])
     table = pd.read_csv(out / "cost_curve.csv")
+    assert list(table["model"]) == ["most_popular", "ials"]
     assert table["interactions"].iloc[0] > 15_000 and (table[[f"{s}_s" for s in STAGES]] > 0).all(
         axis=None
     )
+    # the data stages ran once for both models; each model trained and evaluated on its own
+    assert table["split_s"].nunique() == 1
+    models = json.loads((out / "results.json").read_text())["results"][0]["models"]
+    assert all(set(models[m]["stages"]) == {"train_epoch", "evaluate", "report"} for m in models)
+    assert models["ials"]["params"] == {"factors": 4, "epochs": 1}
+    assert models["most_popular"]["params"] == {}
+    # half the users trained: the epoch's seconds doubled estimate a whole epoch
+    assert list(table["epoch_share"]) == [1.0, 0.5]
+    trained = [models[m]["trained_users"] for m in ("most_popular", "ials")]
+    assert trained[0] == table["users"].iloc[0] and 0.3 < trained[1] / trained[0] < 0.7
+    doubled = 2 * table["train_epoch_s"].iloc[1]
+    assert table["s_per_epoch"].iloc[1] == pytest.approx(doubled, abs=0.1)
     text = (out / "cost_curve.md").read_text()
     assert "torch threads: 1" in text and "(test)" in text and (out / "cost_curve.png").exists()
+
+
+def test_model_overrides_name_their_model_or_apply_to_all():
+    assert scale_benchmark.parse_override('sasrec={"loss": "sampled_ce"}') == (
+        "sasrec",
+        {"loss": "sampled_ce"},
+    )
+    assert scale_benchmark.parse_override('{"a": "x=y"}') == (None, {"a": "x=y"})
+    with pytest.raises(argparse.ArgumentTypeError, match="model-override"):
+        scale_benchmark.parse_override("ials=[1]")
+    with pytest.raises(argparse.ArgumentTypeError, match="epoch-share"):
+        scale_benchmark.parse_share("sasrec=1.5")
+    shares = argparse.Namespace(epoch_share=[(None, 0.5), ("sasrec", 0.1)])
+    assert scale_benchmark.epoch_share(shares, "sasrec") == 0.1
+    assert scale_benchmark.epoch_share(shares, "ials") == 0.5
+    overrides = [(None, {"seed": 3, "epochs": 2}), ("ials", {"factors": 4, "seed": 5})]
+    args = argparse.Namespace(model_override=overrides)
+    assert scale_benchmark.model_params_for(args, "ials") == {"seed": 5, "epochs": 2, "factors": 4}
+    assert scale_benchmark.model_params_for(args, "sasrec") == {"seed": 3, "epochs": 2}
