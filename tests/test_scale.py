@@ -1,5 +1,7 @@
 """Scale: bounded evaluation memory, EASE's item limit, stops before training, the generator."""
 
+import argparse
+import itertools
 import json
 import os
 import subprocess
@@ -12,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 import torch
+from scipy.stats import chisquare
 
 from neurec import scale_benchmark
 from neurec.errors import ConfigError
@@ -20,7 +23,7 @@ from neurec.interactions import Interactions
 from neurec.models import registry
 from neurec.models.base import Recommender
 from neurec.scale_benchmark import STAGES, slopes
-from neurec.sources.synthetic import SyntheticConfig, generate
+from neurec.sources.synthetic import SyntheticConfig, Taste, generate
 
 CLEAR_REFS = Path("/proc/self/clear_refs")
 
@@ -176,6 +179,32 @@ def test_generator_keeps_items_distinct_when_histories_cover_half_the_catalogue(
     assert table.equals(generate(config))
 
 
+def test_taste_orders_are_draws_without_replacement_from_the_softmax():
+    # a peaked taste over 10 items: 4 items from 24 inverse-CDF draws often repeat too much,
+    # so many orders are completed by Gumbel keys; the ordered first three items must follow
+    # p_a * p_b / (1 - p_a) * p_c / (1 - p_a - p_b) all the same
+    rng = np.random.default_rng(0)
+    log_popularity = np.log(1.0 / np.arange(1, 11))
+    user, items = np.array([[6.0, -4.0]]), rng.normal(size=(10, 2))
+    taste = Taste(log_popularity, user, items)
+    logits = log_popularity + user[0] @ items.T
+    p = np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum()
+    n = 100_000
+    orders = taste.orders(rng, np.zeros(n, dtype=np.int64), np.full(n, 4))
+    ordered = np.sort(orders, axis=1)
+    assert (ordered[:, 1:] != ordered[:, :-1]).all()
+    observed, expected = [], []
+    counts = pd.Series(orders[:, 0] * 100 + orders[:, 1] * 10 + orders[:, 2]).value_counts()
+    for a, b, c in itertools.permutations(range(10), 3):
+        observed.append(counts.get(a * 100 + b * 10 + c, 0))
+        expected.append(n * p[a] * p[b] / (1 - p[a]) * p[c] / (1 - p[a] - p[b]))
+    observed, expected = np.array(observed), np.array(expected)
+    big = expected > 5  # the rare triples pooled into one cell
+    observed = np.r_[observed[big], observed[~big].sum()]
+    expected = np.r_[expected[big], expected[~big].sum()]
+    assert chisquare(observed, expected * n / expected.sum()).pvalue > 0.01
+
+
 def test_slopes_are_log_log_least_squares_per_stage():
     rows = [
         {"source": "synthetic", "interactions": n, **{f"{s}_s": n / 1e3 for s in STAGES}}
@@ -189,14 +218,46 @@ def test_slopes_are_log_log_least_squares_per_stage():
 
 def test_scale_benchmark_writes_the_cost_curve_of_each_stage(tmp_path):
     out = tmp_path / "curve"
-    options = {"--sizes": "20k", "--model": "most_popular", "--threads": "1", "--label": "test"}
+    options = {"--sizes": "20k", "--threads": "1", "--label": "test", "--out": str(out)}
     arguments = [part for pair in options.items() for part in pair]
-    scale_benchmark.main(
-        [*arguments, "--protocols", "full", "sampled_uniform_9", "--out", str(out)]
-    )
+    overrides = ["--model-override", 'ials={"factors": 4}', "--epoch-share", "ials=0.5"]
+    protocols = ["--protocols", "full", "sampled_uniform_9"]
+    scale_benchmark.main([*arguments, "--model", "most_popular", "ials", *protocols, *overrides])
     table = pd.read_csv(out / "cost_curve.csv")
+    assert list(table["model"]) == ["most_popular", "ials"]
     assert table["interactions"].iloc[0] > 15_000 and (table[[f"{s}_s" for s in STAGES]] > 0).all(
         axis=None
     )
+    # the data stages ran once for both models; each model trained and evaluated on its own
+    assert table["split_s"].nunique() == 1
+    models = json.loads((out / "results.json").read_text())["results"][0]["models"]
+    assert all(set(models[m]["stages"]) == {"train_epoch", "evaluate", "report"} for m in models)
+    assert models["ials"]["params"] == {"factors": 4, "epochs": 1}
+    assert models["most_popular"]["params"] == {}
+    # half the users trained: the epoch's seconds doubled estimate a whole epoch
+    assert list(table["epoch_share"]) == [1.0, 0.5]
+    trained = [models[m]["trained_users"] for m in ("most_popular", "ials")]
+    assert trained[0] == table["users"].iloc[0] and 0.3 < trained[1] / trained[0] < 0.7
+    doubled = 2 * table["train_epoch_s"].iloc[1]
+    assert table["s_per_epoch"].iloc[1] == pytest.approx(doubled, abs=0.1)
     text = (out / "cost_curve.md").read_text()
     assert "torch threads: 1" in text and "(test)" in text and (out / "cost_curve.png").exists()
+
+
+def test_model_overrides_name_their_model_or_apply_to_all():
+    assert scale_benchmark.parse_override('sasrec={"loss": "sampled_ce"}') == (
+        "sasrec",
+        {"loss": "sampled_ce"},
+    )
+    assert scale_benchmark.parse_override('{"a": "x=y"}') == (None, {"a": "x=y"})
+    with pytest.raises(argparse.ArgumentTypeError, match="model-override"):
+        scale_benchmark.parse_override("ials=[1]")
+    with pytest.raises(argparse.ArgumentTypeError, match="epoch-share"):
+        scale_benchmark.parse_share("sasrec=1.5")
+    shares = argparse.Namespace(epoch_share=[(None, 0.5), ("sasrec", 0.1)])
+    assert scale_benchmark.epoch_share(shares, "sasrec") == 0.1
+    assert scale_benchmark.epoch_share(shares, "ials") == 0.5
+    overrides = [(None, {"seed": 3, "epochs": 2}), ("ials", {"factors": 4, "seed": 5})]
+    args = argparse.Namespace(model_override=overrides)
+    assert scale_benchmark.model_params_for(args, "ials") == {"seed": 5, "epochs": 2, "factors": 4}
+    assert scale_benchmark.model_params_for(args, "sasrec") == {"seed": 3, "epochs": 2}

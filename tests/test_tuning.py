@@ -39,7 +39,9 @@ def parameters(trials: int, **space) -> dict:
 
 @pytest.fixture(scope="module")
 def tiny():
-    options = {"n_users": 60, "n_items": 80, "min_length": 6, "mean_length": 12, "seed": 3}
+    # 120 users: with 60, an untrained model's validation NDCG@10 happens to exceed the
+    # learning one's first epochs on some draws (0.101 vs 0.079), so pruning is luck
+    options = {"n_users": 120, "n_items": 80, "min_length": 6, "mean_length": 12, "seed": 3}
     split = make_split({"source": "synthetic", "synthetic": options})
     return split, split.train, split.validation
 

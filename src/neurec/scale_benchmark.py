@@ -1,14 +1,16 @@
 """Cost curve: seconds and peak memory of each stage as the data grows.
 
-    python -m neurec.scale_benchmark --sizes 0.1M 1M 5M 20M --model ials \\
+    python -m neurec.scale_benchmark --sizes 0.1M 1M 5M 20M --model most_popular ials sasrec \\
+        --model-override 'sasrec={"loss": "sampled_ce"}' --protocols full \\
         --out benchmarks/2026-12-02/scale [--movielens 20m] [--kedro-pipeline most_popular]
 
 Each size is synthetic data at a MovieLens shape (145 interactions per user on average,
 at least 20, as in ML-20M; the catalogue grows as ``27k * (size / 20M) ** 0.6``, which
 gives ML-1M's ~4k items at 1 M and ML-20M's 27k at 20 M); ``--movielens 20m`` adds the
 real data set (downloaded and cached, or ``--movielens-path``). Each size runs in a fresh
-subprocess so that no size inherits another's memory, and the stages
-(ingest, split, candidates, train_epoch, evaluate, report) run one after the other in it.
+subprocess so that no size inherits another's memory: the data stages (ingest, split,
+candidates) run once in it, then each model's stages (train_epoch: one epoch without
+per-epoch validation, evaluate, report) one model after the other.
 A stage's peak memory is the process's peak resident set size (Linux ``VmHWM``, reset
 through ``/proc/self/clear_refs`` when the stage starts): it counts what numpy, torch
 and the libraries allocate alike, which ``tracemalloc`` (Python's allocator only) does
@@ -16,7 +18,7 @@ not. Without that file (not Linux) the peak is the process's so far, marked as s
 
 Writes ``cost_curve.csv``, ``cost_curve.md`` (the table, each stage's log-log slope and
 the thread count), ``cost_curve.png`` (log-log) and ``results.json`` under ``--out``.
-``--kedro-pipeline`` also runs ``kedro run --pipeline=<name>`` on the largest synthetic
+``--kedro-pipeline`` also runs ``kedro run --pipelines=<name>`` on the largest synthetic
 size in a scratch copy of the project and records its whole peak memory. ``--label``
 (e.g. "under load") goes on every table and figure.
 """
@@ -40,7 +42,9 @@ from typing import Any
 
 import numpy as np
 
-STAGES = ("ingest", "split", "candidates", "train_epoch", "evaluate", "report")
+DATA_STAGES = ("ingest", "split", "candidates")
+MODEL_STAGES = ("train_epoch", "evaluate", "report")
+STAGES = DATA_STAGES + MODEL_STAGES
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 ML20M_USERS, ML20M_ITEMS, MEAN_LENGTH, MIN_LENGTH = 138_000, 27_000, 145, 20
 
@@ -87,7 +91,8 @@ def _status_mb(key: str) -> float | None:
 class Meter:
     """Seconds and peak resident memory of each stage (``with meter("split"): ...``)."""
 
-    def __init__(self) -> None:
+    def __init__(self, prefix: str = "") -> None:
+        self.prefix = prefix  # printed before each stage's name (the model's)
         self.rows: dict[str, dict[str, Any]] = {}
         self.per_stage_peak = Path("/proc/self/clear_refs").exists()
 
@@ -104,19 +109,24 @@ class Meter:
             "peak_mb": _status_mb("VmHWM:"),
             "peak_is_per_stage": self.per_stage_peak,
         }
-        print(f"  {stage}: {self.rows[stage]['seconds']:.1f}s", flush=True)
+        print(f"  {self.prefix}{stage}: {self.rows[stage]['seconds']:.1f}s", flush=True)
 
 
 def run_stages(
     meter: Meter,
     data_params: dict[str, Any],
-    model: str,
-    model_params: dict[str, Any],
+    models: list[tuple[str, dict[str, Any], float]],
     evaluation_params: dict[str, Any],
     workdir: Path,
 ) -> dict[str, Any]:
-    """The pipeline's stages, in order, each measured; the one place that calls them (to
-    switch to a shared prepare/train/evaluate module when there is one)."""
+    """The pipeline's stages, in order, each measured: the data stages once (``meter``),
+    then each of ``models`` (name, parameters, epoch share) in turn; the one place that
+    calls them (to switch to a shared prepare/train/evaluate module when there is one).
+
+    An epoch share below 1 trains the epoch on that random share of the training users
+    (their whole histories): an epoch's cost is a sum over users, so its seconds divided by
+    the share estimate a full epoch's (``s_per_epoch``) at a fraction of the time.
+    """
     import pandas as pd
 
     from neurec.evaluation import EvaluationConfig, EvaluationData, build_candidates, evaluate
@@ -154,23 +164,42 @@ def run_stages(
     with meter("candidates"):
         data = EvaluationData.build(load("train"), load("validation"), load("test"))
         build_candidates(data, config).to_parquet(workdir / "candidates.parquet")
-    with meter("train_epoch"):
-        train = load("train")
-        recommender = registry()[model].from_params(model_params, n_users, n_items)
-        fit = recommender.fit(train)  # no validator: the epoch alone
-        del train
-    with meter("evaluate"):
-        candidates = pd.read_parquet(workdir / "candidates.parquet")
-        per_user, summary = evaluate(recommender, data, candidates, config)
-        per_user.to_parquet(workdir / "user_metrics.parquet")
-    with meter("report"):
-        intervals = metric_intervals(pd.read_parquet(workdir / "user_metrics.parquet"))
-    return {
-        "dataset": {**stats, "interactions_raw": raw_rows},
-        "epochs": fit.epochs,
-        "metrics": summary,
-        "intervals_protocols": sorted(intervals),
-    }
+    per_model = {}
+    for model, model_params, share in models:
+        model_meter = Meter(prefix=f"{model} ")
+        with model_meter("train_epoch"):
+            train = load("train")
+            if share < 1:
+                chosen = np.random.default_rng(0).random(n_users) < share
+                train = Interactions(
+                    user=train.user[chosen[train.user]],
+                    item=train.item[chosen[train.user]],
+                    n_users=n_users,
+                    n_items=n_items,
+                )
+            trained = int(np.count_nonzero(np.bincount(train.user, minlength=n_users)))
+            recommender = registry()[model].from_params(model_params, n_users, n_items)
+            fit = recommender.fit(train)  # no validator: the epoch alone
+            del train
+        with model_meter("evaluate"):
+            candidates = pd.read_parquet(workdir / "candidates.parquet")
+            per_user, summary = evaluate(recommender, data, candidates, config)
+            per_user.to_parquet(workdir / "user_metrics.parquet")
+            del recommender, candidates, per_user
+        with model_meter("report"):
+            intervals = metric_intervals(pd.read_parquet(workdir / "user_metrics.parquet"))
+        seconds = model_meter.rows["train_epoch"]["seconds"]
+        per_model[model] = {
+            "params": model_params,
+            "epoch_share": share,
+            "trained_users": trained,
+            "s_per_epoch": round(seconds / share, 1),
+            "stages": model_meter.rows,
+            "epochs": fit.epochs,
+            "metrics": summary,
+            "intervals_protocols": sorted(intervals),
+        }
+    return {"dataset": {**stats, "interactions_raw": raw_rows}, "models": per_model}
 
 
 def run_one(args: argparse.Namespace) -> None:
@@ -179,13 +208,12 @@ def run_one(args: argparse.Namespace) -> None:
 
     if args.threads:
         torch.set_num_threads(args.threads)
+    print(f"  torch threads: {torch.get_num_threads()}", flush=True)
     data_params = json.loads(args.data)
-    model_params = json.loads(args.model_params)
+    models = [(name, params, share) for name, params, share in json.loads(args.models)]
     meter = Meter()
     with tempfile.TemporaryDirectory(prefix="neurec-scale-") as folder:
-        extra = run_stages(
-            meter, data_params, args.model, model_params, json.loads(args.evaluation), Path(folder)
-        )
+        extra = run_stages(meter, data_params, models, json.loads(args.evaluation), Path(folder))
     result = {"stages": meter.rows, "torch_threads": torch.get_num_threads(), **extra}
     print("RESULT " + json.dumps(result, default=float), flush=True)
 
@@ -201,21 +229,56 @@ def child_command(args: argparse.Namespace, data_params: dict[str, Any]) -> list
         "--one",
         "--data",
         json.dumps(data_params),
-        "--model",
-        args.model,
-        "--model-params",
-        json.dumps(model_params_for(args)),
+        "--models",
+        json.dumps([[m, model_params_for(args, m), epoch_share(args, m)] for m in args.model]),
         "--evaluation",
         json.dumps({"protocols": args.protocols, "batch_size": args.eval_batch_size}),
         *(["--threads", str(args.threads)] if args.threads else []),
     ]
 
 
-def model_params_for(args: argparse.Namespace) -> dict[str, Any]:
-    """The model's defaults (its config dataclass) and ``--model-override``, for one epoch:
-    training cost per epoch is what the curve measures."""
-    params = dict(args.model_override or {})
-    if "epochs" in _config_fields(args.model):
+def parse_override(text: str) -> tuple[str | None, dict[str, Any]]:
+    """``--model-override``: ``'{"factors": 128}'`` (every model) or ``'sasrec={...}'``."""
+    name, equals, rest = text.partition("=")
+    model, value = (name.strip(), rest) if equals and "{" not in name else (None, text)
+    try:
+        params = json.loads(value)
+    except json.JSONDecodeError as error:
+        message = f"--model-override: expected [MODEL=]JSON object, got {text!r} ({error})"
+        raise argparse.ArgumentTypeError(message) from None
+    if not isinstance(params, dict):
+        raise argparse.ArgumentTypeError(f"--model-override: expected a JSON object, got {text!r}")
+    return model, params
+
+
+def parse_share(text: str) -> tuple[str | None, float]:
+    """``--epoch-share``: ``0.1`` (every model) or ``sasrec=0.1``, a share in (0, 1]."""
+    name, equals, rest = text.partition("=")
+    model, value = (name.strip(), rest) if equals else (None, text)
+    try:
+        share = float(value)
+    except ValueError:
+        share = math.nan
+    if not 0 < share <= 1:
+        message = f"--epoch-share: expected [MODEL=]share in (0, 1], got {text!r}"
+        raise argparse.ArgumentTypeError(message)
+    return model, share
+
+
+def epoch_share(args: argparse.Namespace, model: str) -> float:
+    """The share of training users the model's epoch runs on (the last that names it)."""
+    shares = [share for target, share in args.epoch_share or [] if target in (None, model)]
+    return shares[-1] if shares else 1.0
+
+
+def model_params_for(args: argparse.Namespace, model: str) -> dict[str, Any]:
+    """The model's defaults (its config dataclass) and its ``--model-override``s, for one
+    epoch: training cost per epoch is what the curve measures."""
+    params: dict[str, Any] = {}
+    for target, override in args.model_override or []:
+        if target in (None, model):
+            params.update(override)
+    if "epochs" in _config_fields(model):
         params.setdefault("epochs", 1)
     return params
 
@@ -273,23 +336,33 @@ def slopes(rows: list[dict[str, Any]]) -> dict[str, float | None]:
 
 
 def table_rows(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """One row per size and model: the size's data stages (run once, the same in each of
+    its rows) and the model's own stages."""
     rows = []
     for result in results:
-        row = {
-            "source": result["source"],
-            "interactions": result["dataset"]["interactions_raw"],
-            "users": result["dataset"]["users"],
-            "items": result["dataset"]["items"],
-        }
-        for stage in STAGES:
-            row[f"{stage}_s"] = result["stages"][stage]["seconds"]
-            row[f"{stage}_peak_mb"] = result["stages"][stage]["peak_mb"]
-        row["total_s"] = round(sum(row[f"{s}_s"] for s in STAGES), 1)
         # clear_refs resets the kernel's maxrss that wait4 reports too: the whole process's
         # peak is then the largest stage peak
-        stage_peaks = [row[f"{s}_peak_mb"] or 0 for s in STAGES]
-        row["process_peak_mb"] = round(max(result["process_peak_mb"], *stage_peaks))
-        rows.append(row)
+        every_stage = [result["stages"], *(m["stages"] for m in result["models"].values())]
+        peaks = [row["peak_mb"] or 0 for stages in every_stage for row in stages.values()]
+        process_peak = round(max(result["process_peak_mb"], *peaks))
+        for model, measured in result["models"].items():
+            row = {
+                "source": result["source"],
+                "model": model,
+                "interactions": result["dataset"]["interactions_raw"],
+                "users": result["dataset"]["users"],
+                "items": result["dataset"]["items"],
+            }
+            for stage in STAGES:
+                stages = result["stages"] if stage in DATA_STAGES else measured["stages"]
+                row[f"{stage}_s"] = stages[stage]["seconds"]
+                row[f"{stage}_peak_mb"] = stages[stage]["peak_mb"]
+            row["total_s"] = round(sum(row[f"{s}_s"] for s in STAGES), 1)
+            row["epoch_share"] = measured["epoch_share"]
+            row["s_per_epoch"] = measured["s_per_epoch"]
+            row["process_peak_mb"] = process_peak
+            row["torch_threads"] = result["torch_threads"]
+            rows.append(row)
     return rows
 
 
@@ -305,27 +378,34 @@ def write_outputs(out: Path, payload: dict[str, Any]) -> None:
         f"# Cost curve{label}",
         "",
         f"Command: `{payload['command']}`",
-        f"Model: {payload['model']}; protocols: {', '.join(payload['protocols'])}; "
+        f"Models: {', '.join(payload['models'])}; protocols: {', '.join(payload['protocols'])}; "
         f"torch threads: {payload['torch_threads']} (of {payload['cpu_count']} CPUs); "
         f"{payload['machine']}; {payload['date']}.",
         "Seconds per stage (wall) and peak resident memory per stage (MB); each size in a "
-        "fresh process.",
+        "fresh process, its data stages (ingest, split, candidates) once and the same in "
+        "each of its rows. train_epoch is one epoch (`epochs: 1` unless overridden) without "
+        "per-epoch validation, on the epoch share of the training users (random, whole "
+        "histories); s/epoch = train_epoch s / share (measured when the share is 1, "
+        "extrapolated below). evaluate scores every test user on the protocols above (full "
+        "ranking of all items with `full`). Process peak: the whole size's process.",
         "",
-        "| source | interactions | users | items | "
+        "| source | model | interactions | users | items | "
         + " | ".join(f"{s} s" for s in STAGES)
-        + " | total s | "
+        + " | total s | epoch share | s/epoch | "
         + " | ".join(f"{s} MB" for s in STAGES)
         + " | process peak MB |",
-        "|" + "---|" * (4 + 2 * len(STAGES) + 2),
+        "|" + "---|" * (5 + 2 * len(STAGES) + 4),
     ]
     for row in rows:
         cells = [
             row["source"],
+            row["model"],
             f"{row['interactions']:,}",
             f"{row['users']:,}",
             f"{row['items']:,}",
         ]
         cells += [f"{row[f'{s}_s']:.2f}" for s in STAGES] + [f"{row['total_s']:.1f}"]
+        cells += [f"{row['epoch_share']:g}", f"{row['s_per_epoch']:.1f}"]
         cells += [f"{row[f'{s}_peak_mb']:.0f}" if row[f"{s}_peak_mb"] else "-" for s in STAGES]
         cells.append(f"{row['process_peak_mb']:,}")
         lines.append("| " + " | ".join(cells) + " |")
@@ -334,10 +414,9 @@ def write_outputs(out: Path, payload: dict[str, Any]) -> None:
         "Log-log slope of seconds against interactions (synthetic sizes; 1 = linear):",
         "",
     ]
-    lines += [
-        f"- {stage}: {slope if slope is not None else 'n/a'}"
-        for stage, slope in payload["slopes"].items()
-    ]
+    for model, model_slopes in payload["slopes"].items():
+        shown = ", ".join(f"{s} {v if v is not None else 'n/a'}" for s, v in model_slopes.items())
+        lines.append(f"- {model}: {shown}")
     if payload.get("kedro"):
         kedro = payload["kedro"]
         lines += [
@@ -356,7 +435,8 @@ def plot(path: Path, rows: list[dict[str, Any]], label: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    synthetic = [r for r in rows if r["source"] == "synthetic"]
+    # the first model's rows: the data stages are the same in each model's
+    synthetic = [r for r in rows if r["source"] == "synthetic" and r["model"] == rows[0]["model"]]
     figure, (time_axis, memory_axis) = plt.subplots(1, 2, figsize=(11, 4.5))
     x = [r["interactions"] for r in synthetic]
     for stage in STAGES:
@@ -378,7 +458,7 @@ def plot(path: Path, rows: list[dict[str, Any]], label: str) -> None:
 
 
 def run_kedro(pipeline: str, shape: dict[str, int], threads: int | None) -> dict[str, Any]:
-    """``kedro run --pipeline=<pipeline>`` on synthetic data of ``shape`` in a scratch copy of
+    """``kedro run --pipelines=<pipeline>`` on synthetic data of ``shape`` in a scratch copy of
     the project (the user's data/ stays untouched); its wall time and whole peak memory."""
     with tempfile.TemporaryDirectory(prefix="neurec-scale-kedro-") as folder:
         project = Path(folder)
@@ -387,14 +467,17 @@ def run_kedro(pipeline: str, shape: dict[str, int], threads: int | None) -> dict
             PROJECT_ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local")
         )
         (project / "conf" / "local").mkdir()
-        (project / "src").symlink_to(PROJECT_ROOT / "src")
+        # a copy, not a link: kedro resolves source_dir and wants it inside the project
+        shutil.copytree(
+            PROJECT_ROOT / "src", project / "src", ignore=shutil.ignore_patterns("__pycache__")
+        )
         params = ",".join(f"data.synthetic.{k}={v}" for k, v in shape.items())
         command = [
             sys.executable,
             "-m",
             "kedro",
             "run",
-            f"--pipeline={pipeline}",
+            f"--pipelines={pipeline}",
             "--params",
             f"data.source=synthetic,{params}",
         ]
@@ -404,7 +487,7 @@ def run_kedro(pipeline: str, shape: dict[str, int], threads: int | None) -> dict
         if os.waitstatus_to_exitcode(status) != 0:
             raise SystemExit(f"scale benchmark: {' '.join(command[2:])} failed")
         return {
-            "command": "kedro run --pipeline=" + pipeline + " --params " + command[-1],
+            "command": "kedro run --pipelines=" + pipeline + " --params " + command[-1],
             "interactions": shape["n_users"] * MEAN_LENGTH,
             "seconds": time.perf_counter() - started,
             "peak_mb": usage.ru_maxrss / 1024,
@@ -416,8 +499,22 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--sizes", nargs="+", type=parse_size, default=[parse_size("0.1M"), parse_size("1M")]
     )
-    parser.add_argument("--model", default="ials", help="the model trained and evaluated")
-    parser.add_argument("--model-override", type=json.loads, default=None, help="JSON parameters")
+    parser.add_argument(
+        "--model", nargs="+", default=["ials"], help="the models trained and evaluated, in turn"
+    )
+    parser.add_argument(
+        "--model-override",
+        type=parse_override,
+        action="append",
+        help="[MODEL=]JSON parameters (every model without MODEL=); repeatable",
+    )
+    parser.add_argument(
+        "--epoch-share",
+        type=parse_share,
+        action="append",
+        help="[MODEL=]share of training users its epoch runs on (s/epoch extrapolated); "
+        "repeatable, default 1",
+    )
     parser.add_argument(
         "--protocols", nargs="+", default=["full", "sampled_uniform_99", "sampled_popularity_100"]
     )
@@ -439,7 +536,7 @@ def main(argv: list[str] | None = None) -> int:
     # internal: one size in a child process
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--data", help=argparse.SUPPRESS)
-    parser.add_argument("--model-params", default="{}", help=argparse.SUPPRESS)
+    parser.add_argument("--models", default="[]", help=argparse.SUPPRESS)
     parser.add_argument("--evaluation", default="{}", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.one:
@@ -471,14 +568,14 @@ def main(argv: list[str] | None = None) -> int:
         "command": "python -m neurec.scale_benchmark "
         + " ".join(argv if argv is not None else sys.argv[1:]),
         "label": args.label,
-        "model": args.model,
+        "models": args.model,
         "protocols": args.protocols,
         "torch_threads": results[0]["torch_threads"],
         "cpu_count": os.cpu_count(),
         "machine": platform.platform(),
         "date": date,
         "rows": rows,
-        "slopes": slopes(rows),
+        "slopes": {m: slopes([r for r in rows if r["model"] == m]) for m in args.model},
         "results": results,
         "torch_version": torch.__version__,
     }

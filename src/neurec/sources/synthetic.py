@@ -70,20 +70,21 @@ def config_from_options(options: Mapping[str, Any]) -> SyntheticConfig:
     return SyntheticConfig(**given)
 
 
-USER_CHUNK = 1024  # users generated together: their [users, items] CDF is ~220 MB at 27k items
+LOOP_CHUNK = 4096  # users stepped through together: their seen matrix is ~110 MB at 27k items
+DENSE_CHUNK = 1024  # users whose [users, items] taste CDF is built at once: ~110 MB at 27k items
 
 
 def generate(config: SyntheticConfig) -> pd.DataFrame:
     """Generate the canonical interaction table (ids are 1-based, like MovieLens).
 
     Vectorised over users, looping only over positions: users are taken in chunks of
-    similar length (``USER_CHUNK``, longest first). Each step follows the chain with
+    similar length (``LOOP_CHUNK``, longest first). Each step follows the chain with
     probability ``sequential_strength`` (a random unseen successor of the last item) and
-    otherwise takes the user's next taste draw: draws from softmax(log popularity + taste)
-    made in advance, with replacement, consumed in order, skipping items already seen.
-    Skipping seen items of an i.i.d. stream is exact rejection sampling, so each such item
-    follows the softmax over the user's unseen items, the same law as a fresh draw with the
-    seen items masked out.
+    otherwise takes the next item of the user's taste order that is still unseen. The taste
+    order is a draw without replacement of all the user's items from softmax(log
+    popularity + taste) (Plackett-Luce, see ``Taste.orders``); by its memorylessness the
+    first unseen item of it follows the softmax over the user's unseen items, whatever the
+    chain took before, the same law as a fresh draw with the seen items masked out.
     """
     rng = np.random.default_rng(config.seed)
     n_items = config.n_items
@@ -105,10 +106,10 @@ def generate(config: SyntheticConfig) -> pd.DataFrame:
     )
     taste = Taste(log_popularity, config.taste_strength * user_factors, item_factors)
     by_length = np.argsort(-lengths, kind="stable")
-    sequences: list[np.ndarray] = [np.empty(0, dtype=np.int64)] * config.n_users
-    for start in range(0, config.n_users, USER_CHUNK):
-        users = by_length[start : start + USER_CHUNK]
-        chunk = _generate_chunk(rng, config, taste.cdf(users), lengths[users], successors)
+    sequences: list[np.ndarray] = [np.empty(0, dtype=np.int32)] * config.n_users
+    for start in range(0, config.n_users, LOOP_CHUNK):
+        users = by_length[start : start + LOOP_CHUNK]
+        chunk = _generate_chunk(rng, config, taste, users, lengths[users], successors)
         for user, items in zip(users, chunk, strict=True):
             sequences[user] = items
     items = np.concatenate(sequences)
@@ -117,15 +118,17 @@ def generate(config: SyntheticConfig) -> pd.DataFrame:
     # per-user running sums of the gaps: one global cumsum minus what came before the user
     total = np.cumsum(gaps)
     before = np.concatenate([[0], total])[np.cumsum(lengths) - lengths]
-    table = pd.DataFrame(
+    timestamps = np.repeat(starts - before, lengths) + total
+    # interleave users by time, as a real log would be (stable: a user's ties keep order)
+    by_time = np.argsort(timestamps, kind="stable")
+    users = np.repeat(np.arange(1, config.n_users + 1), lengths)
+    return pd.DataFrame(
         {
-            "user": np.repeat(np.arange(1, config.n_users + 1), lengths),
-            "item": items + 1,
-            "timestamp": np.repeat(starts - before, lengths) + total,
+            "user": users[by_time],
+            "item": items.astype(np.int64)[by_time] + 1,
+            "timestamp": timestamps[by_time],
         }
     )
-    # interleave users by time, as a real log would be
-    return table.sort_values("timestamp", kind="stable").reset_index(drop=True)
 
 
 @dataclass(frozen=True)
@@ -136,74 +139,130 @@ class Taste:
     user_factors: np.ndarray  # already scaled by taste_strength
     item_factors: np.ndarray
 
-    def cdf(self, users: np.ndarray) -> torch.Tensor:
-        """Row-normalised cumulative weights ``[len(users), n_items]``. Float32 (torch sums
-        in double) and torch for the dense part: this is most of the generator's time."""
-        logits = torch.addmm(
+    def logits(self, users: np.ndarray, out: torch.Tensor) -> torch.Tensor:
+        """``[len(users), n_items]`` float32 logits, into ``out`` (one buffer reused: a
+        fresh 100 MB tensor per chunk costs more in page faults than the product)."""
+        return torch.addmm(
             torch.as_tensor(self.log_popularity, dtype=torch.float32),
             torch.as_tensor(self.user_factors[users], dtype=torch.float32),
             torch.as_tensor(self.item_factors, dtype=torch.float32).T,
+            out=out[: len(users)],
         )
-        logits -= logits.max(dim=1, keepdim=True).values
-        cdf = torch.cumsum(logits.exp_(), dim=1)
-        return cdf.div_(cdf[:, -1:].clone())
+
+    def orders(self, rng: np.random.Generator, users: np.ndarray, need: np.ndarray) -> np.ndarray:
+        """The first ``need[r]`` items of each user's taste order (row ``r``; -1 beyond).
+
+        The order of first appearance in i.i.d. draws from the softmax is a draw without
+        replacement (Plackett-Luce); ``2 * need + 16`` inverse-CDF draws give most users
+        their whole prefix. A user whose draws repeat too much (a peaked taste) gets the rest
+        of the order from Gumbel keys over the items not yet drawn: given its first items,
+        the rest of a Plackett-Luce order is one over the remaining items, so it is exact.
+        Dense work in place, in torch (matrix product, cumulative sum in double) and numpy
+        (SIMD exp and log): this is most of the generator's time.
+        """
+        n_items = len(self.log_popularity)
+        out = np.full((len(users), int(need.max())), -1, dtype=np.int32)
+        buffer = torch.empty(min(DENSE_CHUNK, len(users)), n_items)
+        for start in range(0, len(users), DENSE_CHUNK):
+            rows = slice(start, start + DENSE_CHUNK)
+            cdf = self.logits(users[rows], buffer)
+            cdf -= cdf.amax(dim=1, keepdim=True)
+            np.exp(cdf.numpy(), out=cdf.numpy())
+            cdf.cumsum_(dim=1)
+            width = 2 * int(need[rows].max()) + 16
+            uniforms = torch.as_tensor(rng.random((len(cdf), width), dtype=np.float32))
+            draws = torch.searchsorted(cdf, uniforms.mul_(cdf[:, -1:]), right=True)
+            draws = draws.clamp_(max=n_items - 1).numpy()
+            count = _first_appearances(draws, need[rows], out[rows])
+            short = np.flatnonzero(count < need[rows])
+            if len(short):
+                rest = out[start + short]
+                keys = self.logits(users[rows][short], buffer)
+                _complete(rng, keys, count[short], need[rows][short], rest)
+                out[start + short] = rest
+        return out
+
+
+def _complete(
+    rng: np.random.Generator,
+    keys: torch.Tensor,
+    count: np.ndarray,
+    need: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """Rows of ``out`` that have ``count`` items of ``need``: the rest by Gumbel keys on the
+    logits ``keys`` (float32 like the inverse-CDF draws: both resolve probabilities down to
+    ~1e-7)."""
+    noise = rng.random(keys.shape, dtype=np.float32)
+    with np.errstate(divide="ignore"):  # a uniform of 0: key -inf, never drawn (probability 0)
+        np.log(noise, out=noise)
+        np.negative(noise, out=noise)
+        np.log(noise, out=noise)
+    keys -= torch.as_tensor(noise)  # Gumbel noise: -log(Exp(1))
+    taken = np.arange(out.shape[1]) < count[:, None]
+    keys[np.nonzero(taken)[0], out[taken]] = -torch.inf
+    top = torch.topk(keys, int((need - count).max()), dim=1).indices.numpy()
+    for row, (have, want) in enumerate(zip(count, need, strict=True)):
+        out[row, have:want] = top[row, : want - have]
+
+
+def _first_appearances(draws: np.ndarray, need: np.ndarray, out: np.ndarray) -> np.ndarray:
+    """Each row's distinct values in order of first appearance, at most ``need[r]`` of them,
+    written into ``out``; how many each row got."""
+    by_value = np.argsort(draws, axis=1, kind="stable")  # equal values keep draw order
+    ordered = np.take_along_axis(draws, by_value, axis=1)
+    first = np.ones(draws.shape, dtype=bool)
+    first[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    keep = np.empty_like(first)
+    np.put_along_axis(keep, by_value, first, axis=1)
+    position = np.cumsum(keep, axis=1) - 1
+    keep &= position < need[:, None]
+    rows = np.nonzero(keep)[0]
+    out[rows, position[keep]] = draws[keep]
+    return keep.sum(axis=1)
 
 
 def _generate_chunk(
     rng: np.random.Generator,
     config: SyntheticConfig,
-    cdf: torch.Tensor,
+    taste: Taste,
+    users: np.ndarray,
     lengths: np.ndarray,
     successors: np.ndarray,
 ) -> list[np.ndarray]:
-    """The item sequence of each user of one chunk (``cdf``: their taste distributions)."""
-    n_users, n_items = cdf.shape
-    longest = int(lengths.max())
-    # enough taste draws for most users (repeats of their favourites are skipped); a user
-    # who uses them all up gets a new row, drawn from the softmax over the items still
-    # unseen (still exact: later repeats are skipped the same way), so it rarely happens twice
-    width = 2 * longest + 16
-
-    def draw(rows: np.ndarray, unseen: np.ndarray | None = None) -> np.ndarray:
-        table = cdf[torch.as_tensor(rows)]
-        if unseen is not None:
-            weights = torch.diff(table, dim=1, prepend=torch.zeros(len(rows), 1, dtype=table.dtype))
-            table = torch.cumsum(weights * torch.as_tensor(unseen), dim=1)
-            table = table / table[:, -1:]
-        uniforms = torch.as_tensor(rng.random((len(rows), width), dtype=np.float32))
-        return torch.searchsorted(table, uniforms, right=True).clamp_(max=n_items - 1).numpy()
-
-    everyone = np.arange(n_users)
-    draws = draw(everyone)
+    """The item sequence of each user of one chunk (``lengths`` in decreasing order)."""
+    n_users, n_items = len(users), config.n_items
+    longest = int(lengths[0])
+    # a user's taste order is consumed one item per taste step, plus the items the chain
+    # took first (skipped), so never beyond the user's length
+    orders = taste.orders(rng, users, lengths)
     pointer = np.zeros(n_users, dtype=np.int64)
     seen = np.zeros((n_users, n_items), dtype=bool)
-    out = np.zeros((n_users, longest), dtype=np.int64)
+    out = np.zeros((n_users, longest), dtype=np.int32)
+    # users still active at a step: a prefix, as lengths decrease
+    active_count = n_users - np.cumsum(np.bincount(lengths, minlength=longest + 1))
     for step in range(longest):
-        active = everyone[lengths > step]
-        item = np.full(len(active), -1, dtype=np.int64)
+        n = int(active_count[step])
+        active = np.arange(n)
+        item = np.full(n, -1, dtype=np.int32)
         if step > 0:
-            follow = rng.random(len(active)) < config.sequential_strength
-            chain = successors[out[active, step - 1]]  # [active, successors]
+            follow = rng.random(n) < config.sequential_strength
+            chain = successors[out[:n, step - 1]]  # [active, successors]
             free = ~seen[active[:, None], chain] & follow[:, None]
             # a uniform choice among the free successors: the one with the largest key
             keys = np.where(free, rng.random(chain.shape), -1.0)
             has = free.any(axis=1)
             item[has] = chain[has, keys.argmax(axis=1)[has]]
         todo = np.flatnonzero(item < 0)
-        while len(todo):  # each remaining user's next unseen taste draw
-            users = active[todo]
-            spent = users[pointer[users] == width]
-            if len(spent):
-                draws[spent] = draw(spent, ~seen[spent])
-                pointer[spent] = 0
-            candidate = draws[users, pointer[users]]
-            pointer[users] += 1
-            fresh = ~seen[users, candidate]
+        while len(todo):  # each remaining user's next unseen taste item
+            candidate = orders[todo, pointer[todo]]
+            pointer[todo] += 1
+            fresh = ~seen[todo, candidate]
             item[todo[fresh]] = candidate[fresh]
             todo = todo[~fresh]
-        out[active, step] = item
+        out[:n, step] = item
         seen[active, item] = True
-    return [out[row, : lengths[row]] for row in everyone]
+    return [out[row, : lengths[row]] for row in range(n_users)]
 
 
 def load(options: Mapping[str, Any]) -> SourceData:
