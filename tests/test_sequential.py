@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from neurec import workflow
@@ -16,7 +17,7 @@ from neurec.evaluation import (
     EvaluationConfig,
 )
 from neurec.interactions import Histories, Interactions
-from neurec.models import registry, sequence
+from neurec.models import losses, registry, sequence
 from neurec.models.sequence import next_item_targets
 from neurec.models.transformer import TransformerBlock, attention_mask
 
@@ -316,6 +317,45 @@ def test_candidate_scores_are_the_full_scores_of_those_items(name):
     full = model.module.item_scores(hidden)  # [3, 5, 30]
     expected = full.gather(2, (items - 1)[:, None, :].expand(-1, 5, -1))
     torch.testing.assert_close(model.module.candidate_scores(hidden, items), expected)
+
+
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("chunk_logits", [1, 7 * 11, 2**20])  # a row, uneven chunks, one chunk
+def test_chunked_cross_entropy_is_the_cross_entropy_of_the_full_logits(
+    with_bias, chunk_logits, monkeypatch
+):
+    monkeypatch.setattr(losses, "CHUNK_LOGITS", chunk_logits)
+    generator = torch.Generator().manual_seed(0)
+    queries = torch.randn(50, 8, generator=generator, dtype=torch.float64, requires_grad=True)
+    weight = torch.randn(11, 8, generator=generator, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(11, generator=generator, dtype=torch.float64, requires_grad=True)
+    bias = bias if with_bias else None
+    targets = torch.randint(0, 11, (50,), generator=generator)
+    inputs = [t for t in (queries, weight, bias) if t is not None]
+    expected = F.cross_entropy(F.linear(queries, weight, bias), targets)
+    expected_grads = torch.autograd.grad(2.5 * expected, inputs)
+    value = losses.chunked_cross_entropy(queries, weight, bias, targets)
+    grads = torch.autograd.grad(2.5 * value, inputs)
+    torch.testing.assert_close(value, expected)
+    for grad, expected_grad in zip(grads, expected_grads, strict=True):
+        torch.testing.assert_close(grad, expected_grad)
+
+
+def test_full_softmax_never_holds_more_than_a_chunk_of_logits(monkeypatch):
+    """SASRec's ce loss computes item scores chunk by chunk, in training and its backward."""
+    monkeypatch.setattr(losses, "CHUNK_LOGITS", 800)  # 20 rows of 40 items
+    model = build("sasrec", n_items=40, n_users=6, max_len=20)
+    batch = one_batch(model, 6, 40)  # 6 x 19 positions with a target: over 100 rows
+    widest = []
+    linear = F.linear
+
+    def recorded(queries, weight, bias=None):
+        widest.append(queries.shape[0] if weight.shape[0] == 40 else 0)
+        return linear(queries, weight, bias)
+
+    monkeypatch.setattr(losses.F, "linear", recorded)
+    model.batch_loss(batch).backward()
+    assert max(widest) == 20 and len(widest) >= 2 * 6
 
 
 def test_sampled_negatives_are_never_an_item_of_the_user_and_follow_the_seed():

@@ -10,23 +10,27 @@ from __future__ import annotations
 
 from neurec.errors import ConfigError
 
-# a full softmax's [positions, n_items] float32 logits, their log-softmax and gradient
-FULL_SOFTMAX_BYTES = 3 * 4
+# gSASRec's scores of every item at every position ([positions, n_items] float32), their
+# log-sigmoid and gradient. The cross-entropy losses never hold that tensor: the full
+# softmax runs a chunk of positions at a time (neurec.models.losses.chunked_cross_entropy)
+ALL_ITEM_SCORES_BYTES = 3 * 4
 # what one training batch's logits may take: leaves room for the data and evaluation on a
 # 16-24 GB machine (SASRec, batch 128 x length 200, fits up to ~26k items)
-FULL_SOFTMAX_LIMIT_GB = 8.0
+ALL_ITEM_SCORES_LIMIT_GB = 8.0
 
 
-def check_full_softmax(model: str, batch_size: int, max_len: int, n_items: int, lift: str) -> None:
-    """Stop if a full softmax over ``n_items`` at every position of a batch exceeds the limit.
+def check_all_item_scores(
+    model: str, batch_size: int, max_len: int, n_items: int, lift: str
+) -> None:
+    """Stop if scores of all ``n_items`` at every position of a batch exceed the limit.
 
-    ``lift`` names the setting that avoids the full softmax (e.g. sampled negatives).
+    ``lift`` names the setting that avoids them (e.g. a sampled softmax).
     """
-    gb = batch_size * max_len * n_items * FULL_SOFTMAX_BYTES / 1e9
-    if gb > FULL_SOFTMAX_LIMIT_GB:
+    gb = batch_size * max_len * n_items * ALL_ITEM_SCORES_BYTES / 1e9
+    if gb > ALL_ITEM_SCORES_LIMIT_GB:
         raise ConfigError(
-            f"parameter {model}.batch_size: a full softmax over {n_items} items at "
-            f"{batch_size} x {max_len} positions per batch needs {gb:.1f} GB, more than the "
-            f"{FULL_SOFTMAX_LIMIT_GB:g} GB limit (neurec.limits); lower {model}.batch_size or "
+            f"parameter {model}.batch_size: scores of all {n_items} items at "
+            f"{batch_size} x {max_len} positions per batch need {gb:.1f} GB, more than the "
+            f"{ALL_ITEM_SCORES_LIMIT_GB:g} GB limit (neurec.limits); lower {model}.batch_size or "
             f"{model}.max_len, or set {lift}"
         )

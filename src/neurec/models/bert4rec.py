@@ -32,7 +32,7 @@ from torch import nn
 from neurec.interactions import Histories, Interactions
 from neurec.models.base import check_choice, check_positive, register
 from neurec.models.losses import FullSoftmax, SampledSoftmax, SequenceLoss
-from neurec.models.sequence import SequenceRecommender, recent_items
+from neurec.models.sequence import SequenceModule, SequenceRecommender, recent_items
 from neurec.models.transformer import TransformerConfig, TransformerEncoder
 
 LOSSES = ("ce", "sampled_ce")
@@ -75,7 +75,7 @@ class BERT4RecConfig(TransformerConfig):
             )
 
 
-class BERT4RecModule(nn.Module):
+class BERT4RecModule(SequenceModule):
     def __init__(self, n_items: int, config: BERT4RecConfig) -> None:
         super().__init__()
         self.n_items = n_items
@@ -97,8 +97,8 @@ class BERT4RecModule(nn.Module):
     def last_states(self, seqs: torch.Tensor) -> torch.Tensor:
         return self.encoder.last_states(seqs)
 
-    def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
-        return self.head(hidden) @ self.encoder.item_vectors(self.n_items).T + self.output_bias
+    def output_layer(self, hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return self.head(hidden), self.encoder.item_vectors(self.n_items), self.output_bias
 
     def candidate_scores(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``[.., W, C]`` scores of shifted item ids ``items [.., C]`` for ``hidden [.., W, d]``."""

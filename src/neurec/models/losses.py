@@ -53,14 +53,72 @@ class SequenceLoss(ABC):
 
 
 class FullSoftmax(SequenceLoss):
-    """Cross-entropy over every item: memory grows with positions x ``n_items``.
+    """Cross-entropy over every item, a chunk of positions at a time (no [N, n_items] tensor).
 
     The proper negatives (every other item) that sampled re-implementations approximate
     badly (Hidasi & Czapp 2023; Klenitskiy & Vasilev, RecSys 2023).
     """
 
     def __call__(self, module, hidden, targets, valid, *samples):
-        return F.cross_entropy(module.item_scores(hidden[valid]), targets[valid] - 1)
+        queries, weight, bias = module.output_layer(hidden[valid])
+        return chunked_cross_entropy(queries, weight, bias, targets[valid] - 1)
+
+
+# logits one chunk of rows holds: 2**20 float32 values (4 MB; 290 rows of the ML-1M half's
+# 3,615 items). SASRec's epoch on the ML-1M half (2 cores, 2**18..2**21 tried): 8.7 s at
+# 2**20, 8.9-9.0 s at the others, 12.3 s with F.cross_entropy over whole batches
+CHUNK_LOGITS = 2**20
+
+
+def chunked_cross_entropy(
+    queries: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, targets: torch.Tensor
+) -> torch.Tensor:
+    """``F.cross_entropy(F.linear(queries, weight, bias), targets)``, the same value and
+    gradients (to float32 rounding), without ever holding the ``[N, n_items]`` logits.
+
+    The logits of a chunk of rows are computed, reduced to their log-sum-exp and dropped;
+    the backward recomputes them chunk by chunk and forms the gradient in place (softmax
+    minus one-hot). Memory: one chunk instead of three ``N x n_items`` tensors (logits,
+    log-softmax, gradient), whatever the catalogue; time: SASRec's loss on the ML-1M half
+    takes half as long, although every product runs twice, because each chunk stays in
+    cache instead of streaming ~370 MB per batch through memory three times.
+    """
+    return _ChunkedCrossEntropy.apply(queries, weight, bias, targets)
+
+
+class _ChunkedCrossEntropy(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, queries, weight, bias, targets):
+        rows = max(1, CHUNK_LOGITS // weight.shape[0])
+        log_norm = torch.empty(len(queries), dtype=queries.dtype, device=queries.device)
+        target_logits = torch.empty_like(log_norm)
+        for start in range(0, len(queries), rows):
+            chunk = slice(start, start + rows)
+            logits = F.linear(queries[chunk], weight, bias)
+            log_norm[chunk] = torch.logsumexp(logits, 1)
+            target_logits[chunk] = logits.gather(1, targets[chunk, None])[:, 0]
+        ctx.save_for_backward(queries, weight, bias, targets, log_norm)
+        ctx.rows = rows
+        return (log_norm - target_logits).mean()
+
+    @staticmethod
+    def backward(ctx, grad):
+        queries, weight, bias, targets, log_norm = ctx.saved_tensors
+        grad_queries = torch.empty_like(queries)
+        grad_weight = torch.zeros_like(weight)
+        grad_bias = None if bias is None else torch.zeros_like(bias)
+        scale = grad / len(queries)
+        for start in range(0, len(queries), ctx.rows):
+            chunk = slice(start, start + ctx.rows)
+            # d loss / d logits = (softmax - one_hot(target)) / N, built in the logits' memory
+            delta = F.linear(queries[chunk], weight, bias).sub_(log_norm[chunk, None]).exp_()
+            delta[torch.arange(len(delta), device=delta.device), targets[chunk]] -= 1.0
+            delta.mul_(scale)
+            grad_queries[chunk] = delta @ weight
+            grad_weight.addmm_(delta.T, queries[chunk])
+            if grad_bias is not None:
+                grad_bias += delta.sum(0)
+        return grad_queries, grad_weight, grad_bias, None
 
 
 class SampledSoftmax(SequenceLoss):

@@ -28,10 +28,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from neurec.limits import check_full_softmax
 from neurec.models.base import check_choice, check_dropout, check_positive, register
 from neurec.models.losses import FullSoftmax, InBatchSoftmax, SequenceLoss
-from neurec.models.sequence import SequenceConfig, SequenceRecommender
+from neurec.models.sequence import SequenceConfig, SequenceModule, SequenceRecommender
 
 CELLS = ("gru", "lstm")
 
@@ -80,7 +79,7 @@ def align_left(seqs: torch.Tensor, values: torch.Tensor, inverse: bool = False) 
     return values.gather(1, index)
 
 
-class RNNModule(nn.Module):
+class RNNModule(SequenceModule):
     def __init__(self, n_items: int, config: RNNConfig) -> None:
         super().__init__()
         self.n_items = n_items
@@ -116,8 +115,8 @@ class RNNModule(nn.Module):
         """The state ``[B, d]`` at the last column (the last item's output)."""
         return self(seqs)[:, -1]
 
-    def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden @ self.output_embedding.weight[1:].T + self.output_bias
+    def output_layer(self, hidden: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        return hidden, self.output_embedding.weight[1:], self.output_bias
 
     def candidate_scores(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``[.., W, C]`` scores of shifted item ids ``items [.., C]`` for ``hidden [.., W, d]``."""
@@ -132,11 +131,6 @@ class RNN(SequenceRecommender):
     config_class = RNNConfig
     config: RNNConfig
     shared_batch_tensors = (1,)  # the extra sampled negatives serve the whole batch
-
-    def __init__(self, config: RNNConfig, n_users: int, n_items: int) -> None:
-        super().__init__(config, n_users, n_items)
-        if config.n_sample == 0:
-            check_full_softmax("rnn", config.batch_size, config.max_len, n_items, "rnn.n_sample")
 
     def build_module(self) -> nn.Module:
         return RNNModule(self.n_items, self.config)

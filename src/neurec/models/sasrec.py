@@ -11,8 +11,9 @@ losses (:mod:`neurec.models.losses`):
   Gold Loss: is BERT4Rec really better than SASRec?", RecSys 2023); the default, since it
   reaches good quality within a CPU budget;
 * ``sampled_ce``: the same cross-entropy against ``sampled_negatives`` items per sequence
-  (the same paper's "SASRec+ 3000"): memory no longer grows with the catalogue, for
-  catalogues far larger than MovieLens-1M's;
+  (the same paper's "SASRec+ 3000"): the cost of a position no longer grows with the
+  catalogue, for catalogues far larger than MovieLens-1M's (``ce`` holds a chunk of
+  positions' logits at a time, so its memory stays bounded too, but not its time);
 * ``gbce``: generalised BCE with ``n_negatives`` uniform negatives per position and
   calibration ``gbce_t`` (Petrov & Macdonald, "gSASRec", RecSys 2023).
 """
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from neurec.limits import check_full_softmax
+from neurec.limits import check_all_item_scores
 from neurec.models.base import check_choice, check_positive, register
 from neurec.models.losses import (
     FullSoftmax,
@@ -33,7 +34,7 @@ from neurec.models.losses import (
     SampledSoftmax,
     SequenceLoss,
 )
-from neurec.models.sequence import SequenceRecommender
+from neurec.models.sequence import SequenceModule, SequenceRecommender
 from neurec.models.transformer import TransformerConfig, TransformerEncoder
 
 LOSSES = ("bce", "ce", "sampled_ce", "gbce")
@@ -58,7 +59,7 @@ class SASRecConfig(TransformerConfig):
             raise ValueError(f"gbce_t: expected a value in [0, 1], got {self.gbce_t!r}")
 
 
-class SASRecModule(nn.Module):
+class SASRecModule(SequenceModule):
     def __init__(self, n_items: int, config: SASRecConfig) -> None:
         super().__init__()
         self.n_items = n_items
@@ -73,8 +74,8 @@ class SASRecModule(nn.Module):
     def last_states(self, seqs: torch.Tensor) -> torch.Tensor:
         return self.encoder.last_states(seqs)
 
-    def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
-        return hidden @ self.encoder.item_vectors(self.n_items).T
+    def output_layer(self, hidden: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, None]:
+        return hidden, self.encoder.item_vectors(self.n_items), None  # tied, no bias
 
     def candidate_scores(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``[.., W, C]`` scores of shifted item ids ``items [.., C]`` for ``hidden [.., W, d]``."""
@@ -94,8 +95,8 @@ class SASRec(SequenceRecommender):
 
     def __init__(self, config: SASRecConfig, n_users: int, n_items: int) -> None:
         super().__init__(config, n_users, n_items)
-        if config.loss == "ce":
-            check_full_softmax(
+        if config.loss == "gbce":  # reads its negatives' scores from every item's
+            check_all_item_scores(
                 "sasrec", config.batch_size, config.max_len, n_items, "sasrec.loss: sampled_ce"
             )
 

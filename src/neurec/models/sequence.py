@@ -19,6 +19,8 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import nn
 
 from neurec.interactions import Histories, Interactions
 from neurec.models.base import check_positive
@@ -48,6 +50,22 @@ class SequenceConfig(TorchConfig):
 INFERENCE_GROUP = 128
 
 # --- batches and scoring -----------------------------------------------------------------
+
+
+class SequenceModule(nn.Module):
+    """A sequence model's network: hidden states, and its output layer over every item."""
+
+    def output_layer(
+        self, hidden: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        """``(queries, item_weights [n_items, d], bias)``: item scores are
+        ``F.linear(queries, item_weights, bias)``. The full softmax takes the three apart
+        (:func:`neurec.models.losses.chunked_cross_entropy`) so as never to hold them all."""
+        raise NotImplementedError
+
+    def item_scores(self, hidden: torch.Tensor) -> torch.Tensor:
+        """Scores ``[.., n_items]`` of every item for hidden states ``[.., d]``."""
+        return F.linear(*self.output_layer(hidden))
 
 
 class SequenceRecommender(TorchRecommender):
