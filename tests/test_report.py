@@ -1,8 +1,10 @@
 """The report: intervals and significance on planted data, results kept across runs on
 one split, the charts for many models, and what a run writes."""
 
+import base64
 import fnmatch
 import importlib.resources
+import io
 import json
 import re
 from dataclasses import dataclass
@@ -23,7 +25,7 @@ from neurec.models.base import build_config
 from neurec.pipelines.reporting.hooks import report_location
 from neurec.pipelines.reporting.nodes import build_metrics, report
 from neurec.report import plots
-from neurec.report.archive import ResultsArchive, with_earlier_runs
+from neurec.report.archive import ResultsArchive, StudyArchive, with_earlier_runs
 from neurec.report.results import ModelRun, ReportConfig, assemble
 from tests.conftest import PROJECT_ROOT
 from tests.test_pipeline import SMALL_DATA, dataset_folder, kedro_run
@@ -172,10 +174,11 @@ def test_without_a_baseline_the_report_names_the_command_that_trains_one(monkeyp
 
 def test_bad_report_settings_name_the_parameter(tmp_path):
     archive = ResultsArchive(str(tmp_path / "*.json"), str(tmp_path / "*.parquet"))
+    studies = StudyArchive(str(tmp_path))
     with pytest.raises(ConfigError, match=r"report\.confidence"):
-        build_metrics(KEY, STATS, EVALUATION, {"confidence": 95}, archive)
+        build_metrics(KEY, STATS, EVALUATION, {"confidence": 95}, archive, studies)
     with pytest.raises(ConfigError, match=r"report\.resamples"):
-        build_metrics(KEY, STATS, EVALUATION, {"resamples": 10}, archive)
+        build_metrics(KEY, STATS, EVALUATION, {"resamples": 10}, archive, studies)
 
 
 # --- a best epoch that is the last one ----------------------------------------------------
@@ -283,6 +286,45 @@ def test_an_earlier_run_with_other_protocols_shows_only_the_shared_ones():
     assert list(metrics["models"]["ease"]["metrics"]) == ["full"]
     assert set(metrics["significance"]["protocols"]) == {"full"}  # no baseline under sampled
     assert "| ease | – | – | – | – |" in report(metrics)[0]
+
+
+def save_study(folder, name, split, png):
+    """A study folder as neurec.tuning writes it: study.json and one chart."""
+    (folder / name).mkdir(parents=True)
+    summary = {
+        "study": name,
+        "split_fingerprint": split,
+        "model": "gmf",
+        "trials": {"COMPLETE": 3, "PRUNED": 2},
+        "best_trial": 4,
+        "best_value": 0.1234,
+        "best_params": {"learning_rate": 0.003},
+        "parameters_file": "conf/tuned/parameters_gmf.yml",
+    }
+    (folder / name / "study.json").write_text(json.dumps(summary))
+    (folder / name / "optimisation_history.png").write_bytes(png)
+
+
+def test_the_report_shows_the_tuning_studies_of_its_split_with_their_charts(planted, tmp_path):
+    figure = plots.metrics_bar_figure(planted)
+    FigureCanvasAgg(figure)
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png")
+    png = buffer.getvalue()
+    save_study(tmp_path, "gmf.this-split", SPLIT, png)
+    save_study(tmp_path, "gmf.other-split", "9x9:ffffffffffff", png)
+    metrics = {**planted, "tuning": StudyArchive(str(tmp_path)).studies(SPLIT)}
+    text, html = report(metrics)[:2]
+    assert "## Hyper-parameter studies" in text and "other-split" not in text
+    row = (
+        "| gmf.this-split | gmf | 3 complete, 2 pruned | 0.1234 (trial 4) | "
+        "learning_rate=0.003 | `conf/tuned/parameters_gmf.yml` |"
+    )
+    assert row in text
+    chart = (tmp_path / "gmf.this-split" / "optimisation_history.png").resolve().as_posix()
+    assert f"![optimisation history of gmf.this-split]({chart})" in text
+    assert base64.b64encode(png).decode("ascii") in html and chart not in html
+    assert "Hyper-parameter studies" not in report(planted)[0]  # no study: no section
 
 
 def test_parameters_are_listed_where_they_differ_from_the_defaults(planted):

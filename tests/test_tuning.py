@@ -18,6 +18,7 @@ from neurec.errors import ConfigError
 from neurec.models import registry
 from neurec.models.base import build_config
 from neurec.pipeline_registry import register_pipelines
+from neurec.report.archive import StudyArchive
 from neurec.tuning import Tuning, open_study, study_name, tune
 from tests.conftest import make_split
 
@@ -68,6 +69,11 @@ def test_the_study_prunes_resumes_and_writes_a_parameters_file_that_builds(tiny,
     again = tune(bigger, train, validation, folder, conf, dataset="tiny")
     assert again["trials"] == second["trials"]  # already 3 trials: nothing new to run
     assert (folder / first["study"] / "optimisation_history.png").stat().st_size > 1000
+    # the report of a later run on this split finds the study, its summary and charts
+    (study,) = StudyArchive(str(folder)).studies("tiny")
+    assert study["trials"] == second["trials"] and study["best_value"] == second["best_value"]
+    assert set(study["charts"]) == {"optimisation_history", "param_importances"}
+    assert StudyArchive(str(folder)).studies("another split") == []
 
     # the best configuration, as `kedro run --env tuned` reads it, builds the best config
     written = yaml.safe_load(Path(second["parameters_file"]).read_text())

@@ -41,7 +41,7 @@ from neurec.files import torch_save_atomically
 from neurec.interactions import Interactions
 from neurec.models import Recommender, registry
 from neurec.provenance import check_trained_on
-from neurec.report.archive import ResultsArchive
+from neurec.report.archive import ResultsArchive, StudyArchive
 from neurec.split import Split
 
 
@@ -233,6 +233,25 @@ class SavedResults(AbstractDataset[None, ResultsArchive]):
 
     def _describe(self) -> dict[str, Any]:
         return {"results": self._archive.results, "user_metrics": self._archive.user_metrics}
+
+
+class SavedStudies(AbstractDataset[None, StudyArchive]):
+    """Read-only: the tuning studies of the data set (``kedro run --pipelines=tune`` writes
+    them into the tuning folder), for the report to show their results and charts."""
+
+    def __init__(self, path: str) -> None:
+        self._archive = StudyArchive(path)
+
+    def load(self) -> StudyArchive:
+        return self._archive
+
+    def save(self, data: None) -> None:
+        raise DatasetError(
+            "saved studies are read-only here; `kedro run --pipelines=tune` writes them"
+        )
+
+    def _describe(self) -> dict[str, Any]:
+        return {"path": self._archive.folder}
 
 
 TEMPORARY_SUFFIX = ".partial"  # ".<name>.<random>.partial" beside the file being written

@@ -48,6 +48,7 @@ from neurec.files import write_atomically
 from neurec.interactions import Interactions
 from neurec.models import Recommender, registry
 from neurec.models.base import build_config, check_positive
+from neurec.report.archive import STUDY_CHARTS, STUDY_FILE
 from neurec.training import SELECTION_METRIC
 
 logger = logging.getLogger(__name__)
@@ -418,6 +419,7 @@ def tune(
     states = [t.state.name for t in study.get_trials(deepcopy=False)]
     summary = {
         "study": name,
+        "split_fingerprint": dataset,
         "storage": (folder / STORAGE_FILE).as_posix(),
         "model": cfg.model,
         "metric": f"validation {SELECTION_METRIC}",
@@ -429,6 +431,9 @@ def tune(
         "parameters_file": params_file.as_posix(),
         "files": [p.as_posix() for p in outputs],
     }
+    # beside the charts, for the reports of later runs on this split (StudyArchive)
+    text = json.dumps(summary, indent=2, default=list)
+    write_atomically(folder / name / STUDY_FILE, lambda file: file.write(text.encode()))
     logger.info(
         "tune: best trial %d, validation %s %.4f, %s; written to %s (kedro run --env %s "
         "--pipelines=%s)",
@@ -481,11 +486,12 @@ def write_study_files(study: optuna.Study, folder: Path) -> list[Path]:
     path = folder / "trials.csv"
     write_atomically(path, lambda file: file.write(trials.to_csv(index=False).encode()))
     written.append(path)
-    charts = {
+    plotters = {
         "optimisation_history": optuna_plots.plot_optimization_history,
         "param_importances": optuna_plots.plot_param_importances,
     }
-    for chart, plot in charts.items():
+    for chart in STUDY_CHARTS:
+        plot = plotters[chart]
         try:
             with warnings.catch_warnings():  # "experimental" API; importance of few trials
                 warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)

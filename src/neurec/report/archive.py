@@ -7,7 +7,9 @@ those versions for path patterns holding one ``*`` for the model name (the catal
 factory paths with ``*`` for ``{model}``, so a layout that puts a data-set key in the
 folders, or the model name in a folder, works the same) and picks, per model, the newest
 version that a given test accepts (the same split and candidate draw:
-``neurec.report.results.comparable_to``). Plain Python; no Kedro.
+``neurec.report.results.comparable_to``). ``StudyArchive`` lists the tuning studies
+(``neurec.tuning``) saved for the data set, each a folder ``<study>/`` holding
+``study.json`` (its summary) and Optuna's charts. Plain Python; no Kedro.
 """
 
 from __future__ import annotations
@@ -28,6 +30,12 @@ from neurec.report.results import ModelRun, comparable_to
 
 logger = logging.getLogger(__name__)
 PLACEHOLDER = "*"  # the model name in a path pattern
+# a tuning study's folder: its summary, and Optuna's charts (PNG) by name
+STUDY_FILE = "study.json"
+STUDY_CHARTS = {
+    "optimisation_history": "optimisation history",
+    "param_importances": "parameter importance",
+}
 
 
 @dataclass(frozen=True)
@@ -98,3 +106,26 @@ def with_earlier_runs(current: dict[str, ModelRun], archive: ResultsArchive) -> 
     if earlier:
         logger.info("report: with the latest results on this split of %s", ", ".join(earlier))
     return runs
+
+
+@dataclass(frozen=True)
+class StudyArchive:
+    """The tuning studies saved in ``folder`` (``<study>/study.json`` and its charts)."""
+
+    folder: str
+
+    def studies(self, split_fingerprint: str | None) -> list[dict[str, Any]]:
+        """Each study's summary tuned on ``split_fingerprint``, with ``charts``: the absolute
+        paths of its chart files that exist, by name (``STUDY_CHARTS``); by study name."""
+        found = []
+        for path in sorted(Path(self.folder).resolve().glob(f"*/{STUDY_FILE}")):
+            summary = json.loads(path.read_text())
+            if summary.get("split_fingerprint") != split_fingerprint:
+                continue
+            charts = {
+                chart: (path.parent / f"{chart}.png").as_posix()
+                for chart in STUDY_CHARTS
+                if (path.parent / f"{chart}.png").is_file()
+            }
+            found.append({**summary, "charts": charts})
+        return found

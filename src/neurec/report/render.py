@@ -23,6 +23,7 @@ from markupsafe import Markup
 from matplotlib.figure import Figure
 
 from neurec.models import registry
+from neurec.report.archive import STUDY_CHARTS
 from neurec.report.results import BASELINE_FAMILY, EARLY_STOPPING, EPOCH_BUDGET, ONE_PASS
 from neurec.training import SELECTION_METRIC
 
@@ -176,17 +177,21 @@ def markdown_report(metrics: dict[str, Any]) -> str:
             metric=SELECTION_METRIC,
             stopped=STOPPED,
             files={"bars": PLOT_FILE, "curves": CURVES_FILE, "at_k": AT_K_FILE},
+            chart_titles=STUDY_CHARTS,
         )
     )
 
 
-def html_page(report_markdown: str, images: Mapping[str, Figure]) -> str:
-    """A self-contained page: the Markdown rendered, the linked PNGs embedded inline."""
+def html_page(report_markdown: str, images: Mapping[str, Figure | bytes]) -> str:
+    """A self-contained page: the Markdown rendered, the linked PNGs (figures, or a PNG
+    file's bytes) embedded inline."""
     body = markdown.markdown(report_markdown, extensions=["tables"])
-    for name, figure in images.items():
-        buffer = io.BytesIO()
-        figure.savefig(buffer, format="png", dpi=100)
-        encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    for name, image in images.items():
+        if isinstance(image, Figure):
+            buffer = io.BytesIO()
+            image.savefig(buffer, format="png", dpi=100)
+            image = buffer.getvalue()
+        encoded = base64.b64encode(image).decode("ascii")
         body = body.replace(f'src="{name}"', f'src="data:image/png;base64,{encoded}"')
     return (
         environment()

@@ -1,5 +1,6 @@
 """The report nodes, fed with the results of whichever models a pipeline trains and the
-results earlier runs saved on the same split (``saved_results``)."""
+results earlier runs saved on the same split (``saved_results``), and the tuning studies
+made on it (``saved_studies``)."""
 
 from collections.abc import Iterable
 
@@ -15,6 +16,7 @@ def create_pipeline(model_names: Iterable[str]) -> Pipeline:
         "evaluation_params": "params:evaluation",
         "report_params": "params:report",
         "saved_results": "saved_results",
+        "saved_studies": "saved_studies",
     }
     for name in model_names:  # split again by model in nodes.split_model_inputs
         inputs[f"{name}__results"] = f"{name}_results"
