@@ -2,7 +2,7 @@
 
     python -m neurec.scale_benchmark --sizes 0.1M 1M 5M 20M --model most_popular ials sasrec \\
         --model-override 'sasrec={"loss": "sampled_ce"}' --protocols full \\
-        --out benchmarks/2026-12-02/scale [--movielens 20m] [--kedro-pipeline most_popular]
+        --out benchmarks/2026-12-03/scale [--movielens 20m] [--kedro-pipeline most_popular]
 
 Each size is synthetic data at a MovieLens shape (145 interactions per user on average,
 at least 20, as in ML-20M; the catalogue grows as ``27k * (size / 20M) ** 0.6``, which
