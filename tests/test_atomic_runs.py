@@ -39,6 +39,7 @@ from neurec.datasets import (
     ModelDataset,
     ParquetChunks,
     SavedResults,
+    SavedStudies,
     SplitDataset,
     TrainedModels,
 )
@@ -141,7 +142,9 @@ def test_every_catalog_entry_saves_a_whole_file_or_none(name, tmp_path, monkeypa
     no temporary file behind. Runs over the whole catalog: a new entry can't bypass it."""
     entry = catalog_entries()[name]
     dataset = build(name, entry, tmp_path)
-    if isinstance(dataset, TrainedModels | CheckpointFolder | SavedResults | DatasetKeyDataset):
+    if isinstance(
+        dataset, TrainedModels | CheckpointFolder | SavedResults | SavedStudies | DatasetKeyDataset
+    ):
         with pytest.raises(DatasetError, match="read-only"):
             dataset.save("a model shelf")
         return
