@@ -197,6 +197,27 @@ def test_training_batches_are_seeded_by_the_rng_only(synthetic_split, name, over
         assert all(torch.equal(x, y) for x, y in zip(a, b, strict=True))
 
 
+@pytest.mark.parametrize("name", SEQUENTIAL)
+def test_random_train_windows_are_consecutive_and_reach_every_item(name):
+    """A history longer than a training sequence: ``latest`` always gives its end,
+    ``random`` a window of consecutive items whose draws cover the whole history."""
+    # user 0 (items 0..39) is longer than any window, user 1 fits whole
+    train = Interactions(np.repeat([0, 1], [40, 3]), np.arange(43), 2, 500)
+    width = 12 + (name != "bert4rec")  # max_len inputs and (next-item models) the target after
+
+    def windows(train_window: str, epochs: int) -> list[np.ndarray]:
+        model = build(name, 500, 2, train_window=train_window)
+        rng = np.random.default_rng(0)
+        batches = [b for _ in range(epochs) for b in model.sequence_batches(train, rng, width, 1)]
+        return [seqs[list(users).index(0)] - 1 for users, seqs in batches]
+
+    latest = windows("latest", 5)
+    assert all(np.array_equal(w, np.arange(40 - width, 40)) for w in latest)
+    random = windows("random", 200)
+    assert all(np.array_equal(w, np.arange(w[0], w[0] + width)) for w in random)
+    assert {int(w[0]) for w in random} == set(range(40 - width + 1))
+
+
 def test_bert4rec_masks_only_items_and_at_least_one_per_sequence(synthetic_split):
     train = synthetic_split.train
     model = build(

@@ -195,15 +195,18 @@ class Histories:
         matrix.data[:] = 1.0  # repeated interactions count once
         return matrix
 
-    def padded(self, users: np.ndarray, max_len: int, shift: int = 1) -> np.ndarray:
+    def padded(
+        self, users: np.ndarray, max_len: int, shift: int = 1, ends: np.ndarray | None = None
+    ) -> np.ndarray:
         """Left-padded ``[len(users), max_len]`` array of the most recent items.
 
         Items are shifted by ``shift`` so that 0 can serve as the padding index
         (sequence models reserve it); older items beyond ``max_len`` are dropped.
-        Vectorised: no Python loop over users.
+        ``ends`` (positions in ``items``, one per user, inside the user's history) cuts
+        each history there instead of at its end. Vectorised: no Python loop over users.
         """
         users = np.asarray(users, dtype=np.int64)
-        ends = self.indptr[users + 1]
+        ends = self.indptr[users + 1] if ends is None else np.asarray(ends, dtype=np.int64)
         lengths = np.minimum(ends - self.indptr[users], max_len)
         out = np.zeros((len(users), max_len), dtype=np.int64)
         columns = np.arange(max_len)
