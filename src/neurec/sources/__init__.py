@@ -26,6 +26,7 @@ SOURCES = {
     "movielens": "movielens",
     "ncf_paper": "ncf_paper",
     "sequences": "sequences",
+    "gsasrec_split": "gsasrec_split",
     "csv": "tabular",
     "parquet": "tabular",
 }
