@@ -93,3 +93,36 @@ def test_tables_keep_the_row_of_the_file_named_later(result_file, tmp_path, caps
     assert "| 0.9990 |" in capsys.readouterr().out
     tables([str(second), str(result_file)])
     assert "| 0.9990 |" not in capsys.readouterr().out
+
+
+def test_seeds_rerun_every_model_and_the_tables_give_mean_and_spread(tmp_path, capsys):
+    out = tmp_path / "seeds.json"
+    code = benchmark(
+        [
+            "--models", "most_popular", "gmf:epochs=2,factors=8",
+            "--seeds", "1", "2",
+            "--protocols", "full",
+            "--threads", "1",
+            "--env", "base",
+            "--out", str(out),
+        ]
+    )  # fmt: skip
+    assert code == 0
+    models = json.loads(out.read_text())["models"]
+    assert list(models) == [
+        f"{spec} seed={seed}"
+        for seed in (1, 2)
+        for spec in ("most_popular", "gmf:epochs=2,factors=8")
+    ]
+    gmf = [models[f"gmf:epochs=2,factors=8 seed={seed}"]["metrics"]["full"] for seed in (1, 2)]
+    assert gmf[0]["NDCG@10"] != gmf[1]["NDCG@10"]  # the seed reached the model
+    capsys.readouterr()
+    assert tables([str(out)]) == 0
+    rows = [line for line in capsys.readouterr().out.splitlines() if line.startswith("| gmf")]
+    assert len(rows) == 1
+    cells = rows[0].split(" | ")
+    assert cells[1] == "1, 2"
+    values = [g["NDCG@10"] for g in gmf]
+    mean, spread = (float(part) for part in cells[2 + 4].split(" ± "))  # NDCG@10 column
+    assert mean == pytest.approx(sum(values) / 2, abs=1e-4)
+    assert spread == pytest.approx(abs(values[0] - values[1]) / 2**0.5, abs=1e-4)

@@ -8,6 +8,9 @@ A model is ``name`` or ``name:key=value,key=value`` (overrides on top of the pro
 ``parameters_<name>.yml``, values parsed as YAML). Per model it prints and writes
 seconds per epoch, epochs (best), training time, evaluation time per protocol, peak
 memory and the metrics; the JSON also records the protocol, seed and thread count.
+``--seeds 42 43 44`` runs every model once per seed (``seed`` set in every model block,
+so a pre-trained NeuMF's GMF and NCF change seed with it); results are keyed
+``<model> seed=<N>`` and the tables give each model's mean and standard deviation.
 It runs the chain the pipelines run (``neurec.workflow``), without a Kedro run. The
 parameters are those of the Kedro project at ``--project`` (default: the working
 directory) in ``--env``; outside a project, the library's defaults.
@@ -17,15 +20,18 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import logging
 import platform
 import re
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 import yaml
 from kedro.utils import find_kedro_project
@@ -35,6 +41,7 @@ from neurec.errors import ConfigError, NeurecError
 from neurec.evaluation import EvaluationConfig
 from neurec.models import Recommender, registry
 from neurec.models.base import build_config, with_dependencies
+from neurec.split import Split
 from neurec.threads import ThreadsConfig, apply_threads
 
 logger = logging.getLogger("neurec.benchmark")
@@ -79,8 +86,11 @@ def run_benchmark(
     evaluation_params: dict[str, Any],
     model_specs: list[str],
     model_params: dict[str, dict[str, Any]],
+    seeds: list[int] | None = None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
+    for spec in model_specs:  # a mistyped spec stops the run before anything trains
+        parse_model_spec(spec)
     config = workflow.typed(EvaluationConfig, evaluation_params, "evaluation")
     split, candidates = workflow.prepare(data_params, split_params, config)
     logger.info(
@@ -90,10 +100,47 @@ def run_benchmark(
         split.n_items,
         len(split.train),
     )
-    specs = [parse_model_spec(spec) for spec in model_specs]
-    trained: dict[str, Recommender] = {}  # default-configured models, reusable as pretrained
     results: dict[str, Any] = {}
-    for spec, (name, overrides) in zip(model_specs, specs, strict=True):
+    for seed in seeds or [None]:
+        seeded = model_params if seed is None else with_seed(model_params, seed)
+        for spec, result in train_and_evaluate(model_specs, seeded, split, candidates, config):
+            key = spec if seed is None else f"{spec} seed={seed}"
+            results[key] = {"spec": spec, "seed": seed, **result}
+            _print_row(key, results[key])
+    return {
+        "data": data_params,
+        "dataset": split.statistics,
+        "split": split_params,
+        "protocols": {p.name: p.describe() for p in config.protocols},
+        "candidate_seed": config.seed,
+        "torch_threads": torch.get_num_threads(),
+        "machine": platform.platform(),
+        "wall_seconds": round(time.perf_counter() - started, 1),
+        "models": results,
+    }
+
+
+def with_seed(model_params: dict[str, Any], seed: int) -> dict[str, Any]:
+    """The parameters with ``seed`` set in the block of every model that takes one."""
+    seeded = {
+        name: {**(model_params.get(name) or {}), "seed": seed}
+        for name, model in registry().items()
+        if "seed" in {field.name for field in dataclasses.fields(model.config_class)}
+    }
+    return {**model_params, **seeded}
+
+
+def train_and_evaluate(
+    model_specs: list[str],
+    model_params: dict[str, Any],
+    split: Split,
+    candidates: pd.DataFrame,
+    config: EvaluationConfig,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    """``(spec, result)`` of each model spec in turn, trained on ``split`` and tested."""
+    trained: dict[str, Recommender] = {}  # default-configured models, reusable as pretrained
+    for spec in model_specs:
+        name, overrides = parse_model_spec(spec)
         pretrained = {}
         run_params = {**model_params, name: {**(model_params.get(name) or {}), **overrides}}
         for dependency in with_dependencies([name], run_params)[:-1]:  # none for most
@@ -109,29 +156,21 @@ def run_benchmark(
             trained[name] = model
         evaluation = workflow.evaluate(model, split, candidates, config)
         epoch_seconds = [entry["seconds"] for entry in report.history if "seconds" in entry]
-        results[spec] = {
-            "model": name,
-            "overrides": overrides,
-            "seconds_per_epoch": round(float(np.mean(epoch_seconds)), 3) if epoch_seconds else None,
-            "epochs": report.epochs,
-            "best_epoch": report.best_epoch,
-            "train_seconds": round(report.train_seconds, 2),
-            "evaluation_seconds": {p: round(t, 3) for p, t in evaluation.seconds.items()},
-            "peak_memory_mb": peak_memory_mb(),
-            "metrics": evaluation.metrics,
-        }
-        _print_row(spec, results[spec])
-    return {
-        "data": data_params,
-        "dataset": split.statistics,
-        "split": split_params,
-        "protocols": {p.name: p.describe() for p in config.protocols},
-        "candidate_seed": config.seed,
-        "torch_threads": torch.get_num_threads(),
-        "machine": platform.platform(),
-        "wall_seconds": round(time.perf_counter() - started, 1),
-        "models": results,
-    }
+        per_epoch = round(float(np.mean(epoch_seconds)), 3) if epoch_seconds else None
+        yield (
+            spec,
+            {
+                "model": name,
+                "overrides": overrides,
+                "seconds_per_epoch": per_epoch,
+                "epochs": report.epochs,
+                "best_epoch": report.best_epoch,
+                "train_seconds": round(report.train_seconds, 2),
+                "evaluation_seconds": {p: round(t, 3) for p, t in evaluation.seconds.items()},
+                "peak_memory_mb": peak_memory_mb(),
+                "metrics": evaluation.metrics,
+            },
+        )
 
 
 def parameters(project: Path, env: str) -> dict[str, Any]:
@@ -168,6 +207,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--protocols", nargs="+", default=None, help="evaluation.protocols")
     parser.add_argument("--split", default=None, help="split.method")
     parser.add_argument(
+        "--seeds",
+        nargs="+",
+        type=int,
+        default=None,
+        help="run every model once per seed (default: once, at each model's own seed)",
+    )
+    parser.add_argument(
         "--threads", type=int, default=None, help="torch threads (default: threads.torch)"
     )
     parser.add_argument(
@@ -198,7 +244,9 @@ def main(argv: list[str] | None = None) -> int:
         evaluation_params = dict(params.get("evaluation") or {})
         if args.protocols:
             evaluation_params["protocols"] = args.protocols
-        result = run_benchmark(data_params, split_params, evaluation_params, args.models, params)
+        result = run_benchmark(
+            data_params, split_params, evaluation_params, args.models, params, args.seeds
+        )
     except NeurecError as error:
         parser.exit(2, f"error: {error}\n")
     result["parameters_env"] = args.env

@@ -5,13 +5,16 @@
 Files written by ``python -m neurec.benchmark --out`` on the same data set, split and
 candidate seed are merged into one table per protocol; a model benchmarked in two files keeps
 the row of the file named later. Each table's heading names the protocol, the candidate seed
-and the thread count, so sampled and full-ranking figures never share a column.
+and the thread count, so sampled and full-ranking figures never share a column. The runs of
+one model at several seeds (``--seeds``) make one row: each metric's mean and sample
+standard deviation, the mean seconds per epoch and training time, every seed's best epoch.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import statistics
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -64,30 +67,47 @@ def markdown(groups: dict[tuple, dict[str, Any]]) -> str:
             f" threads; from {', '.join(group['files'])}.",
             "",
         ]
-        by_protocol: dict[str, list[tuple[str, dict]]] = defaultdict(list)
-        for spec, result in group["models"].items():
+        # row -> its runs: one per seed of a --seeds run, else the one run of its key
+        by_protocol: dict[str, dict[tuple, list[dict]]] = defaultdict(lambda: defaultdict(list))
+        for key, result in group["models"].items():
+            seeded = result.get("seed") is not None
+            row = (result["spec"] if seeded else key, seeded)
             for protocol in result["metrics"]:
-                by_protocol[protocol].append((spec, result))
+                by_protocol[protocol][row].append(result)
         for protocol, rows in by_protocol.items():
             lines += [
                 f"### `{protocol}`: {group['protocols'][protocol]} (candidate seed {seed})",
                 "",
-                "| model | " + " | ".join(METRICS) + " | s/epoch | best epoch | train s |",
-                "|---" * (len(METRICS) + 4) + "|",
+                "| model | seeds | " + " | ".join(METRICS) + " | s/epoch | best epoch | train s |",
+                "|---" * (len(METRICS) + 5) + "|",
             ]
-            rows.sort(key=lambda row: -row[1]["metrics"][protocol]["NDCG@10"])
-            for spec, result in rows:
-                values = result["metrics"][protocol]
-                per_epoch = result["seconds_per_epoch"]
-                lines.append(
-                    f"| {spec} | "
-                    + " | ".join(f"{values[m]:.4f}" for m in METRICS)
-                    + f" | {per_epoch if per_epoch is not None else '-'}"
-                    + f" | {result['best_epoch']} of {result['epochs']}"
-                    + f" | {result['train_seconds']} |"
-                )
+            ordered = sorted(rows.items(), key=lambda row: -mean(row[1], protocol, "NDCG@10"))
+            lines += [table_row(spec, runs, protocol) for (spec, _), runs in ordered]
             lines.append("")
     return "\n".join(lines)
+
+
+def mean(runs: list[dict], protocol: str, metric: str) -> float:
+    return statistics.fmean(run["metrics"][protocol][metric] for run in runs)
+
+
+def table_row(spec: str, runs: list[dict], protocol: str) -> str:
+    """One model's row; over several seeds, ``mean ± sd`` (sample standard deviation)."""
+    seeds = ", ".join(str(run["seed"]) for run in runs if run.get("seed") is not None) or "-"
+    cells = []
+    for metric in METRICS:
+        values = [run["metrics"][protocol][metric] for run in runs]
+        spread = f" ± {statistics.stdev(values):.4f}" if len(values) > 1 else ""
+        cells.append(f"{statistics.fmean(values):.4f}{spread}")
+    per_epoch = [run["seconds_per_epoch"] for run in runs if run["seconds_per_epoch"] is not None]
+    best = ", ".join(f"{run['best_epoch']} of {run['epochs']}" for run in runs)
+    train = statistics.fmean(run["train_seconds"] for run in runs)
+    return (
+        f"| {spec} | {seeds} | "
+        + " | ".join(cells)
+        + f" | {round(statistics.fmean(per_epoch), 3) if per_epoch else '-'}"
+        + f" | {best} | {train:.2f} |"
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
