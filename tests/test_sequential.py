@@ -96,7 +96,13 @@ SEQS = torch.tensor([[0, 0, 0, 0, 5, 6, 7, 8], [0, 0, 1, 2, 3, 4, 9, 10], [3, 1,
 
 @pytest.mark.parametrize(
     ("name", "overrides"),
-    [("rnn", {"cell": "gru"}), ("rnn", {"cell": "lstm"}), ("sasrec", {}), ("bert4rec", {})],
+    [
+        ("rnn", {"cell": "gru"}),
+        ("rnn", {"cell": "lstm"}),
+        ("sasrec", {}),
+        ("sasrec", {"norm_placement": "sasrec"}),
+        ("bert4rec", {}),
+    ],
 )
 def test_padding_never_reaches_the_items_outputs(name, overrides):
     module = build(name, **overrides).module.eval()
@@ -112,7 +118,13 @@ def test_padding_never_reaches_the_items_outputs(name, overrides):
 
 
 @pytest.mark.parametrize(
-    ("name", "overrides"), [("rnn", {"cell": "gru"}), ("rnn", {"cell": "lstm"}), ("sasrec", {})]
+    ("name", "overrides"),
+    [
+        ("rnn", {"cell": "gru"}),
+        ("rnn", {"cell": "lstm"}),
+        ("sasrec", {}),
+        ("sasrec", {"norm_placement": "sasrec"}),
+    ],
 )
 def test_causal_models_never_see_the_future(name, overrides):
     module = build(name, **overrides).module.eval()
@@ -126,6 +138,23 @@ def test_causal_models_never_see_the_future(name, overrides):
     assert not torch.allclose(after[:, 6:], before[:, 6:])
 
 
+def test_the_sasrec_block_is_the_reference_codes():
+    """norm_placement sasrec: LN(x) + Attention(q=LN(x), kv=x), then LN(y) + FFN(LN(y))."""
+    torch.manual_seed(0)
+    block = TransformerBlock(8, n_heads=1, dropout=0.0, ffn_size=8, norm_placement="sasrec")
+    x = torch.randn(2, 5, 8)
+    mask = torch.ones(5, 5, dtype=torch.bool).tril()
+    with torch.no_grad():
+        weight, bias = block.qkv.weight, block.qkv.bias
+        h = block.attention_norm(x)
+        q = F.linear(h, weight[:8], bias[:8])
+        k, v = F.linear(x, weight[8:16], bias[8:16]), F.linear(x, weight[16:], bias[16:])
+        scores = (q @ k.transpose(1, 2) / 8**0.5).masked_fill(~mask, float("-inf"))
+        y = h + block.attention_out(scores.softmax(-1) @ v)
+        expected = block.ffn_norm(y) + block.ffn(block.ffn_norm(y))
+        torch.testing.assert_close(block.eval()(x, mask[None, None]), expected)
+
+
 def test_bert4rec_attends_in_both_directions():
     module = build("bert4rec").module.eval()
     changed = SEQS.clone()
@@ -134,10 +163,12 @@ def test_bert4rec_attends_in_both_directions():
         assert not torch.allclose(module(changed)[:, 5], module(SEQS)[:, 5])
 
 
+@pytest.mark.parametrize("norm_placement", ["pre", "sasrec"])
 @pytest.mark.parametrize("causal", [True, False])
-def test_transformer_block_ignores_whatever_sits_at_padding_positions(causal):
+def test_transformer_block_ignores_whatever_sits_at_padding_positions(causal, norm_placement):
     torch.manual_seed(0)
-    block = TransformerBlock(hidden_size=8, n_heads=2, dropout=0.0, ffn_size=16).eval()
+    block = TransformerBlock(8, n_heads=2, dropout=0.0, ffn_size=16, norm_placement=norm_placement)
+    block.eval()
     mask = attention_mask(SEQS, causal)
     x = torch.randn(3, 8, 8)
     garbage = x.clone()
@@ -149,7 +180,13 @@ def test_transformer_block_ignores_whatever_sits_at_padding_positions(causal):
 
 @pytest.mark.parametrize(
     ("name", "overrides"),
-    [("rnn", {"cell": "gru"}), ("sasrec", {}), ("bert4rec", {}), ("sasrec", {"n_layers": 1})],
+    [
+        ("rnn", {"cell": "gru"}),
+        ("sasrec", {}),
+        ("bert4rec", {}),
+        ("sasrec", {"n_layers": 1}),
+        ("sasrec", {"norm_placement": "sasrec"}),
+    ],
 )
 def test_last_states_are_the_last_column_of_the_whole_forward(name, overrides):
     # scoring reads last_states, which skips the last block's other columns

@@ -12,8 +12,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neurec.models.base import check_dropout, check_positive
+from neurec.models.base import check_choice, check_dropout, check_positive
 from neurec.models.sequence import SequenceConfig
+
+NORM_PLACEMENTS = ("pre", "sasrec")
 
 
 @dataclass
@@ -24,9 +26,15 @@ class TransformerConfig(SequenceConfig):
     n_layers: int = 2
     n_heads: int = 1
     dropout: float = 0.2
+    # where each sub-layer's residual starts. pre: x + f(LN(x)), the Pre-LN Transformer;
+    # sasrec: LN(x) + f(LN(x)) with attention's keys and values read from x itself, as in
+    # SASRec's reference code (Kang & McAuley's TensorFlow, its PyTorch ports and the
+    # SASRec+ of Klenitskiy & Vasilev built on them)
+    norm_placement: str = "pre"
 
     def __post_init__(self) -> None:
         super().__post_init__()
+        check_choice("norm_placement", self.norm_placement, NORM_PLACEMENTS)
         check_positive("hidden_size", self.hidden_size)
         check_positive("n_layers", self.n_layers)
         check_positive("n_heads", self.n_heads)
@@ -55,19 +63,29 @@ def attention_mask(seqs: torch.Tensor, causal: bool) -> torch.Tensor:
 
 
 class TransformerBlock(nn.Module):
-    """Pre-LayerNorm block: x + Attention(LN(x)), then x + FFN(LN(x)).
+    """Pre-LayerNorm block: x + Attention(LN(x)), then x + FFN(LN(x)); with
+    ``norm_placement="sasrec"``, SASRec's reference block: h + Attention(q=h, kv=x) with
+    h = LN(x), then h + FFN(h) with h = LN(x).
 
-    Pre-LN (as in SASRec's reference code) trains stably at lr 1e-3 without a warm-up.
+    Both train stably at lr 1e-3 without a warm-up.
     Attention is ``F.scaled_dot_product_attention``; the mask decides causal or not.
     With ``last_only`` the block returns the last column alone, ``[B, 1, d]``: its keys
     and values still come from every column, so that column's output is the one of the
     whole ``[B, L, d]``.
     """
 
-    def __init__(self, hidden_size: int, n_heads: int, dropout: float, ffn_size: int) -> None:
+    def __init__(
+        self,
+        hidden_size: int,
+        n_heads: int,
+        dropout: float,
+        ffn_size: int,
+        norm_placement: str = "pre",
+    ) -> None:
         super().__init__()
         self.n_heads = n_heads
         self.dropout = dropout
+        self.norm_placement = norm_placement
         self.attention_norm = nn.LayerNorm(hidden_size)
         self.qkv = nn.Linear(hidden_size, 3 * hidden_size)
         self.attention_out = nn.Linear(hidden_size, hidden_size)
@@ -82,10 +100,21 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         batch, length, hidden = x.shape
-        q, k, v = (
-            self.qkv(self.attention_norm(x))
-            .view(batch, length, 3, self.n_heads, hidden // self.n_heads)
-            .permute(2, 0, 3, 1, 4)
+        normed = self.attention_norm(x)
+        if self.norm_placement == "pre":
+            qkv = self.qkv(normed)
+        else:  # the query reads LN(x), keys and values x; the residual starts at LN(x)
+            weight, bias = self.qkv.weight, self.qkv.bias
+            qkv = torch.cat(
+                [
+                    F.linear(normed, weight[:hidden], bias[:hidden]),
+                    F.linear(x, weight[hidden:], bias[hidden:]),
+                ],
+                dim=-1,
+            )
+            x = normed
+        q, k, v = qkv.view(batch, length, 3, self.n_heads, hidden // self.n_heads).permute(
+            2, 0, 3, 1, 4
         )
         if last_only:  # one query per row: the other columns' outputs are never read
             q, mask, x = q[:, :, -1:], mask[..., -1:, :], x[:, -1:]
@@ -94,7 +123,9 @@ class TransformerBlock(nn.Module):
         )
         attended = attended.transpose(1, 2).reshape(batch, x.shape[1], hidden)
         x = x + self.residual_dropout(self.attention_out(attended))
-        return x + self.residual_dropout(self.ffn(self.ffn_norm(x)))
+        normed = self.ffn_norm(x)
+        residual = x if self.norm_placement == "pre" else normed
+        return residual + self.residual_dropout(self.ffn(normed))
 
 
 class TransformerEncoder(nn.Module):
@@ -113,7 +144,9 @@ class TransformerEncoder(nn.Module):
         self.position_embedding = nn.Embedding(config.max_len, config.hidden_size)
         self.embedding_dropout = nn.Dropout(config.dropout)
         self.blocks = nn.ModuleList(
-            TransformerBlock(config.hidden_size, config.n_heads, config.dropout, ffn_size)
+            TransformerBlock(
+                config.hidden_size, config.n_heads, config.dropout, ffn_size, config.norm_placement
+            )
             for _ in range(config.n_layers)
         )
         self.final_norm = nn.LayerNorm(config.hidden_size)
