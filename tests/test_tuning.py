@@ -84,6 +84,19 @@ def test_the_study_prunes_resumes_and_writes_a_parameters_file_that_builds(tiny,
     assert dataclasses.asdict(config)["learning_rate"] == GOOD
 
 
+def test_a_study_continued_after_a_kill_retries_the_trial_then_draws_new_values(tiny, tmp_path):
+    _, train, validation = tiny
+    folder = tmp_path / "tuning"
+    tuning = Tuning.from_parameters(parameters(trials=2, learning_rate={"low": 0.01, "high": 0.1}))
+    killed = open_study(tuning, study_name(tuning, "tiny"), folder).ask()  # left RUNNING
+    drawn = tuning.suggest(killed)["learning_rate"]
+    tune(tuning, train, validation, folder, tmp_path, "tiny")
+    trials = open_study(tuning, study_name(tuning, "tiny"), folder).trials
+    counted = [t for t in trials if t.state.name in ("COMPLETE", "PRUNED")]
+    assert counted[0].params["learning_rate"] == drawn  # the interrupted configuration, again
+    assert counted[1].params["learning_rate"] != drawn  # then a fresh draw, not the same one
+
+
 def test_a_study_made_with_another_search_space_is_not_continued(tiny, tmp_path):
     _, train, validation = tiny
     folder = tmp_path / "tuning"

@@ -340,9 +340,12 @@ def open_study(tuning: Tuning, name: str, folder: Path) -> optuna.Study:
         storage.set_trial_state_values(trial._trial_id, state=TrialState.FAIL)
         study.enqueue_trial(trial.params)
         logger.info("tune: trial %d was interrupted; its configuration runs again", trial.number)
-    # seeded by the trials so far: a continued study draws new configurations, not the
-    # first run's again, and the same study continued twice draws the same ones
-    study.sampler = optuna.samplers.TPESampler(seed=tuning.config.seed + len(counted(study)))
+    # seeded by the trials so far, whatever their state: a continued study draws new
+    # configurations, not the first run's again (an interrupted trial had drawn one too),
+    # and the same study continued twice draws the same ones
+    study.sampler = optuna.samplers.TPESampler(
+        seed=tuning.config.seed + len(study.get_trials(deepcopy=False))
+    )
     return study
 
 
