@@ -45,7 +45,9 @@ class SequenceConfig(TorchConfig):
     # most recent items (the papers' and their reference code's choice); random: a window
     # of consecutive items drawn uniformly each epoch, so over the epochs every item of a
     # long history is a target (on the ML-1M half at 200 items, 34% of the training items
-    # lie before the latest window and are never seen under latest)
+    # lie before the latest window and are never seen under latest). On that half random
+    # gained nothing beyond seed noise (GRU over 3 seeds: 0.1645 vs 0.1648 test NDCG@10;
+    # SASRec 0.1564 vs 0.1590; BERT4Rec 0.1421 vs 0.1356), so latest stays the default
     train_window: str = "latest"
 
     def __post_init__(self) -> None:
