@@ -412,7 +412,8 @@ def tune(
             timeout=cfg.timeout_seconds,
             catch=(),  # a failing trial is a bug or a bad value: stop, say which
         )
-        logger.info("tune: %d trials in %.0fs", remaining, time.perf_counter() - started)
+        ran = len(counted(study)) - done  # fewer than asked when tune.timeout_seconds ends it
+        logger.info("tune: %d trials in %.0fs", ran, time.perf_counter() - started)
     if not study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)):
         raise ConfigError(f"tune: study '{name}' has no completed trial; raise tune.trials")
     best = study.best_trial
