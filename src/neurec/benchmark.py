@@ -89,8 +89,8 @@ def run_benchmark(
     seeds: list[int] | None = None,
 ) -> dict[str, Any]:
     started = time.perf_counter()
-    for spec in model_specs:  # a mistyped spec stops the run before anything trains
-        parse_model_spec(spec)
+    # parsed first: a mistyped spec stops the run before anything trains
+    specs = {spec: parse_model_spec(spec) for spec in model_specs}
     config = workflow.typed(EvaluationConfig, evaluation_params, "evaluation")
     split, candidates = workflow.prepare(data_params, split_params, config)
     logger.info(
@@ -103,7 +103,7 @@ def run_benchmark(
     results: dict[str, Any] = {}
     for seed in seeds or [None]:
         seeded = model_params if seed is None else with_seed(model_params, seed)
-        for spec, result in train_and_evaluate(model_specs, seeded, split, candidates, config):
+        for spec, result in train_and_evaluate(specs, seeded, split, candidates, config):
             key = spec if seed is None else f"{spec} seed={seed}"
             results[key] = {"spec": spec, "seed": seed, **result}
             _print_row(key, results[key])
@@ -131,16 +131,16 @@ def with_seed(model_params: dict[str, Any], seed: int) -> dict[str, Any]:
 
 
 def train_and_evaluate(
-    model_specs: list[str],
+    specs: dict[str, tuple[str, dict[str, Any]]],
     model_params: dict[str, Any],
     split: Split,
     candidates: pd.DataFrame,
     config: EvaluationConfig,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
-    """``(spec, result)`` of each model spec in turn, trained on ``split`` and tested."""
+    """``(spec, result)`` of each model spec (-> its name and overrides) in turn, trained on
+    ``split`` and tested."""
     trained: dict[str, Recommender] = {}  # default-configured models, reusable as pretrained
-    for spec in model_specs:
-        name, overrides = parse_model_spec(spec)
+    for spec, (name, overrides) in specs.items():
         pretrained = {}
         run_params = {**model_params, name: {**(model_params.get(name) or {}), **overrides}}
         for dependency in with_dependencies([name], run_params)[:-1]:  # none for most

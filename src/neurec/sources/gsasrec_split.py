@@ -68,9 +68,16 @@ def load(options: Mapping[str, Any]) -> SourceData:
     sequences = list(train)
     for line, user in enumerate(known):
         sequences[user] = (*val_input[line], *val_output[line])
-    rows = [frame(user, items, "train") for user, items in enumerate(sequences, start=1)]
-    rows += [frame(user + 1, test_output[user], "test") for user in known]
-    return SourceData(interactions=pd.concat(rows, ignore_index=True))
+    test = [test_output[user] for user in known]
+    return SourceData(
+        interactions=pd.concat(
+            [
+                rows(np.arange(1, len(sequences) + 1), sequences, "train"),
+                rows(np.array(known) + 1, test, "test"),
+            ],
+            ignore_index=True,
+        )
+    )
 
 
 def read_lines(path: Path) -> list[tuple[int, ...]]:
@@ -107,13 +114,16 @@ def validation_users(
     return users
 
 
-def frame(user: int, items: tuple[int, ...], split: str) -> pd.DataFrame:
-    """One user's rows; the position in the sequence stands in for a timestamp."""
+def rows(users: np.ndarray, sequences: list[tuple[int, ...]], split: str) -> pd.DataFrame:
+    """The rows of ``users[i]``'s items ``sequences[i]``; the position in a sequence stands
+    in for a timestamp."""
+    lengths = np.array([len(items) for items in sequences], dtype=np.int64)
+    starts = np.repeat(np.cumsum(lengths) - lengths, lengths)
     return pd.DataFrame(
         {
-            "user": np.full(len(items), user, dtype=np.int64),
-            "item": np.array(items, dtype=np.int64),
-            "timestamp": np.arange(len(items), dtype=np.int64),
+            "user": np.repeat(users, lengths),
+            "item": np.fromiter((i for items in sequences for i in items), np.int64, lengths.sum()),
+            "timestamp": np.arange(lengths.sum(), dtype=np.int64) - starts,
             "split": split,
         }
     )
