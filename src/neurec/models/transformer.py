@@ -21,7 +21,8 @@ NORM_PLACEMENTS = ("pre", "sasrec")
 @dataclass
 class TransformerConfig(SequenceConfig):
     # SASRec's ML-1M architecture (2 blocks, 1 head, dropout 0.2) at the width 64 of
-    # Klenitskiy & Vasilev 2023 (the paper: 50); BERT4Rec overrides heads and dropout
+    # Klenitskiy & Vasilev 2023 (the paper: 50); SASRec (SASRec+'s recipe) and BERT4Rec
+    # set their own dropout, BERT4Rec its heads
     hidden_size: int = 64
     n_layers: int = 2
     n_heads: int = 1
@@ -132,9 +133,9 @@ class TransformerEncoder(nn.Module):
     """Item + learned position embeddings, ``n_layers`` blocks, a final LayerNorm.
 
     ``vocab`` counts the embedding rows (padding, items, and BERT4Rec's [MASK]). Positions
-    are anchored at the right end: the last column always gets the last position vector,
-    as with SASRec/BERT4Rec's left padding to ``max_len``, and a shorter input (or more
-    left padding) leaves the items' positions unchanged.
+    count from each row's first item (position 0), as in SASRec+ (Klenitskiy & Vasilev's
+    right-padded batches): a user's short history keeps telling the model how far into it
+    each item lies, and more or less left padding leaves every item's position unchanged.
     """
 
     def __init__(self, vocab: int, config: TransformerConfig, causal: bool, ffn_size: int) -> None:
@@ -150,10 +151,18 @@ class TransformerEncoder(nn.Module):
             for _ in range(config.n_layers)
         )
         self.final_norm = nn.LayerNorm(config.hidden_size)
-        # std 1/sqrt(hidden_size) (0.125 at 64): item vectors of norm ~1, so tied output
-        # logits against the final LayerNorm's unit-variance states start with std ~1
-        for embedding in (self.item_embedding, self.position_embedding):
-            nn.init.normal_(embedding.weight, std=config.hidden_size**-0.5)
+        self.input_scale = config.hidden_size**0.5
+        # SASRec+'s initialisation (normal, std 0.02, for every weight; zero biases), item
+        # vectors scaled by sqrt(hidden_size) at the input. The tied output logits start
+        # near zero (an almost uniform softmax). SASRec on the ML-1M half at lr 1e-3:
+        # validation NDCG@10 0.080 at epoch 5; with the former initialisation (embeddings
+        # of std 1/sqrt(hidden_size), logits of std ~1, PyTorch's default for the linear
+        # layers, no input scale) 0.023, at popularity level until epoch 11
+        for module in self.modules():
+            if isinstance(module, (nn.Linear, nn.Embedding)):
+                nn.init.normal_(module.weight, std=0.02)
+            if isinstance(module, nn.Linear) and module.bias is not None:
+                nn.init.zeros_(module.bias)
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
 
@@ -169,8 +178,10 @@ class TransformerEncoder(nn.Module):
 
     def states(self, seqs: torch.Tensor, last_only: bool) -> torch.Tensor:
         """The last block's output, before the final LayerNorm."""
-        positions = self.position_embedding.weight[-seqs.shape[1] :]
-        x = self.embedding_dropout(self.item_embedding(seqs) + positions)
+        first_item = (seqs == 0).sum(1, keepdim=True)  # left padding: the items come last
+        columns = torch.arange(seqs.shape[1], device=seqs.device)
+        positions = self.position_embedding((columns - first_item).clamp(min=0))
+        x = self.embedding_dropout(self.item_embedding(seqs) * self.input_scale + positions)
         mask = attention_mask(seqs, self.causal)
         for i, block in enumerate(self.blocks):
             x = block(x, mask, last_only=last_only and i == len(self.blocks) - 1)
