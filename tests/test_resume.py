@@ -23,7 +23,14 @@ TINY_SOURCE = {
 # per model: a small config that stops early (best epoch, then `patience` epochs without
 # gain), with dropout, so torch's random generator matters as much as numpy's
 CONFIGS = {
-    "sasrec": {"max_len": 10, "hidden_size": 16, "epochs": 20, "patience": 3, "seed": 1},
+    "sasrec": {
+        "max_len": 10,
+        "hidden_size": 16,
+        "learning_rate": 3e-3,
+        "epochs": 20,
+        "patience": 3,
+        "seed": 1,
+    },
     "multvae": {"hidden_dims": [16], "latent_dim": 8, "epochs": 12, "patience": 3, "seed": 1},
     "gmf": {
         "factors": 8,

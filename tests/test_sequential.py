@@ -99,7 +99,7 @@ SEQS = torch.tensor([[0, 0, 0, 0, 5, 6, 7, 8], [0, 0, 1, 2, 3, 4, 9, 10], [3, 1,
     [
         ("rnn", {"cell": "gru"}),
         ("rnn", {"cell": "lstm"}),
-        ("sasrec", {}),
+        ("sasrec", {"norm_placement": "pre"}),
         ("sasrec", {"norm_placement": "sasrec"}),
         ("bert4rec", {}),
     ],
@@ -122,7 +122,7 @@ def test_padding_never_reaches_the_items_outputs(name, overrides):
     [
         ("rnn", {"cell": "gru"}),
         ("rnn", {"cell": "lstm"}),
-        ("sasrec", {}),
+        ("sasrec", {"norm_placement": "pre"}),
         ("sasrec", {"norm_placement": "sasrec"}),
     ],
 )
@@ -136,6 +136,54 @@ def test_causal_models_never_see_the_future(name, overrides):
         before, after = module(SEQS), module(changed)
     torch.testing.assert_close(after[earlier_items], before[earlier_items])
     assert not torch.allclose(after[:, 6:], before[:, 6:])
+
+
+@pytest.mark.parametrize(
+    ("name", "overrides"),
+    [
+        ("rnn", {"cell": "gru"}),
+        ("rnn", {"cell": "lstm"}),
+        ("sasrec", {"norm_placement": "pre"}),
+        ("sasrec", {"norm_placement": "sasrec"}),
+    ],
+)
+def test_a_causal_models_state_at_an_item_is_the_one_its_prefix_alone_gets(name, overrides):
+    """Training reads the state of every column; scoring a history of t items reads the
+    last column of those t items alone. Both must be the same state: positions count from
+    the first item, not back from the row's end."""
+    module = build(name, **overrides).module.eval()
+    items = SEQS[1:2, 2:]  # six items, no padding
+    with torch.no_grad():
+        whole = module(items)
+        for t in range(1, items.shape[1]):
+            torch.testing.assert_close(module(items[:, :t])[:, -1], whole[:, t - 1])
+
+
+@pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
+def test_a_transformer_starts_from_an_almost_uniform_softmax(name):
+    """SASRec+'s initialisation: std 0.02 weights, so the tied output logits start near
+    zero and the first loss is log(n_items), not above it."""
+    model = build(name, n_items=1000)
+    module = model.module.eval()
+    with torch.no_grad():
+        queries, weight, bias = module.output_layer(module(SEQS)[SEQS > 0])
+        logits = queries @ weight.T + (0 if bias is None else bias)
+    assert logits.std() < 0.1
+    loss = F.cross_entropy(logits, torch.zeros(len(logits), dtype=torch.long))
+    assert abs(loss.item() - np.log(1000)) < 0.05
+
+
+def test_training_batches_mix_users_of_every_history_length():
+    """Users drawn uniformly into batches: a batch is a fair sample of the positions, not a
+    bucket of short (or long) histories whose batch mean would weigh each position more."""
+    lengths = [3] * 32 + [30] * 32
+    users = np.repeat(np.arange(64), lengths)
+    train = Interactions(users, np.arange(len(users)) % 40, 64, 40)
+    model = build("sasrec", 40, 64, batch_size=16)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        for batch, _ in model.sequence_batches(train, rng, 13, min_length=2):
+            assert 0 < (batch < 32).sum() < len(batch)
 
 
 def test_the_sasrec_block_is_the_reference_codes():
@@ -182,7 +230,7 @@ def test_transformer_block_ignores_whatever_sits_at_padding_positions(causal, no
     ("name", "overrides"),
     [
         ("rnn", {"cell": "gru"}),
-        ("sasrec", {}),
+        ("sasrec", {"norm_placement": "pre"}),
         ("bert4rec", {}),
         ("sasrec", {"n_layers": 1}),
         ("sasrec", {"norm_placement": "sasrec"}),

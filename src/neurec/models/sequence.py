@@ -182,8 +182,8 @@ def recent_items(
 ) -> np.ndarray:
     """``Histories.padded`` no wider than the batch's longest history (at least 1 column).
 
-    Positions are anchored at the right end, so trimming all-padding columns changes no
-    output; it only saves computation on batches of short histories. ``ends``: as in
+    Positions count from each row's first item, so trimming all-padding columns changes
+    no output; it only saves computation on batches of short histories. ``ends``: as in
     ``Histories.padded``.
     """
     longest = int(histories.lengths(users).max(initial=0))
