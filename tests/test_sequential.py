@@ -159,11 +159,13 @@ def test_a_causal_models_state_at_an_item_is_the_one_its_prefix_alone_gets(name,
             torch.testing.assert_close(module(items[:, :t])[:, -1], whole[:, t - 1])
 
 
-@pytest.mark.parametrize("name", ["sasrec", "bert4rec"])
-def test_a_transformer_starts_from_an_almost_uniform_softmax(name):
-    """SASRec+'s initialisation: std 0.02 weights, so the tied output logits start near
-    zero and the first loss is log(n_items), not above it."""
-    model = build(name, n_items=1000)
+@pytest.mark.parametrize(
+    ("name", "overrides"), [("sasrec", {}), ("bert4rec", {"initialisation": "sasrec"})]
+)
+def test_a_transformer_starts_from_an_almost_uniform_softmax(name, overrides):
+    """SASRec+'s initialisation (SASRec's default): std 0.02 weights, so the tied output
+    logits start near zero and the first loss is log(n_items), not above it."""
+    model = build(name, n_items=1000, **overrides)
     module = model.module.eval()
     with torch.no_grad():
         queries, weight, bias = module.output_layer(module(SEQS)[SEQS > 0])
@@ -173,17 +175,45 @@ def test_a_transformer_starts_from_an_almost_uniform_softmax(name):
     assert abs(loss.item() - np.log(1000)) < 0.05
 
 
-def test_training_batches_mix_users_of_every_history_length():
-    """Users drawn uniformly into batches: a batch is a fair sample of the positions, not a
-    bucket of short (or long) histories whose batch mean would weigh each position more."""
+@pytest.mark.parametrize("name", SEQUENTIAL)
+def test_a_batch_run_in_length_groups_has_the_loss_and_gradients_of_the_whole(name, monkeypatch):
+    """Scoring a uniform batch as groups of similar length only skips padding: the loss
+    (the mean over the batch's positions) and every gradient are the whole batch's."""
+    lengths = [2, 3, 5, 8, 13, 13, 4, 9, 2, 6]
+    users = np.repeat(np.arange(len(lengths)), lengths)
+    train = Interactions(users, np.arange(len(users)) % 25, len(lengths), 25)
+    model = build(name, 25, len(lengths), batch_size=len(lengths), batches="uniform")
+    model.module.eval()  # no dropout: both ways must give the same numbers
+    batch = next(model.training_batches(train, np.random.default_rng(0)))
+    assert len(set((batch[0] > 0).sum(1).tolist())) > 4  # rows of many lengths, one batch
+
+    def loss_and_grads(groups: int):
+        monkeypatch.setattr(sequence, "LENGTH_GROUPS", groups)
+        model.module.zero_grad()
+        loss = model.batch_loss(batch)
+        loss.backward()
+        return loss.detach(), [p.grad.clone() for p in model.module.parameters()]
+
+    loss, grads = loss_and_grads(4)
+    loss_whole, grads_whole = loss_and_grads(1)
+    torch.testing.assert_close(loss, loss_whole)
+    for grad, grad_whole in zip(grads, grads_whole, strict=True):
+        torch.testing.assert_close(grad, grad_whole, atol=1e-6, rtol=1e-5)
+
+
+@pytest.mark.parametrize("batches", ["uniform", "by_length"])
+def test_uniform_batches_mix_users_of_every_history_length(batches):
+    """uniform (SASRec's default): a batch is a fair sample of the positions, not a bucket
+    of short (or long) histories whose batch mean would weigh each position more."""
     lengths = [3] * 32 + [30] * 32
     users = np.repeat(np.arange(64), lengths)
     train = Interactions(users, np.arange(len(users)) % 40, 64, 40)
-    model = build("sasrec", 40, 64, batch_size=16)
+    model = build("sasrec", 40, 64, batch_size=16, batches=batches)
     rng = np.random.default_rng(0)
     for _ in range(5):
         for batch, _ in model.sequence_batches(train, rng, 13, min_length=2):
-            assert 0 < (batch < 32).sum() < len(batch)
+            short = (batch < 32).sum()
+            assert (0 < short < len(batch)) == (batches == "uniform")
 
 
 def test_the_sasrec_block_is_the_reference_codes():

@@ -36,6 +36,11 @@ def no_samples(users: np.ndarray, width: int, rng: np.random.Generator) -> tuple
 class SequenceLoss(ABC):
     """One training objective: its batches' extra tensors and its loss."""
 
+    # the loss is the mean of one term per position, each depending on that position alone
+    # (no negatives shared across the batch): any split of a batch's rows, each part's mean
+    # weighted by its share of the positions, gives the same value
+    per_position: bool = False
+
     def sampler(self, train: Interactions) -> Sampler:
         """The epoch's sampler of extra batch tensors (none by default), set up from train."""
         return no_samples
@@ -58,6 +63,8 @@ class FullSoftmax(SequenceLoss):
     The proper negatives (every other item) that sampled re-implementations approximate
     badly (Hidasi & Czapp 2023; Klenitskiy & Vasilev, RecSys 2023).
     """
+
+    per_position = True
 
     def __call__(self, module, hidden, targets, valid, *samples):
         queries, weight, bias = module.output_layer(hidden[valid])

@@ -16,6 +16,8 @@ from neurec.models.base import check_choice, check_dropout, check_positive
 from neurec.models.sequence import SequenceConfig
 
 NORM_PLACEMENTS = ("pre", "sasrec")
+INITIALISATIONS = ("unit_logits", "sasrec")
+POSITIONS = ("from_end", "from_first")
 
 
 @dataclass
@@ -32,10 +34,27 @@ class TransformerConfig(SequenceConfig):
     # SASRec's reference code (Kang & McAuley's TensorFlow, its PyTorch ports and the
     # SASRec+ of Klenitskiy & Vasilev built on them)
     norm_placement: str = "pre"
+    # unit_logits: embeddings of std 1/sqrt(hidden_size), so tied output logits start with
+    # std ~1, PyTorch's default for the linear layers; sasrec: SASRec+'s (every weight
+    # normal with std 0.02, zero biases, item vectors x sqrt(hidden_size) at the input), so
+    # the logits start near zero. SASRec on the ML-1M half at lr 1e-3: validation NDCG@10
+    # 0.080 at epoch 5 with sasrec, 0.023 with unit_logits (at popularity level until
+    # epoch 11). BERT4Rec keeps unit_logits: on the synthetic data, with sasrec it left
+    # popularity level far later
+    initialisation: str = "unit_logits"
+    # which position vector each item gets. from_end: counted back from the row's last
+    # column (the last item always gets the last one); from_first: counted from the row's
+    # first item, as SASRec+'s right-padded batches do, so a model's state at an item is
+    # the state the history up to it gets alone, and a short history tells how far into
+    # it each item lies. SASRec on the ML-1M half, validation NDCG@10 at epoch 30 (with
+    # sasrec initialisation and uniform batches): from_first 0.1727, from_end 0.1635
+    positions: str = "from_end"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice("norm_placement", self.norm_placement, NORM_PLACEMENTS)
+        check_choice("initialisation", self.initialisation, INITIALISATIONS)
+        check_choice("positions", self.positions, POSITIONS)
         check_positive("hidden_size", self.hidden_size)
         check_positive("n_layers", self.n_layers)
         check_positive("n_heads", self.n_heads)
@@ -133,9 +152,8 @@ class TransformerEncoder(nn.Module):
     """Item + learned position embeddings, ``n_layers`` blocks, a final LayerNorm.
 
     ``vocab`` counts the embedding rows (padding, items, and BERT4Rec's [MASK]). Positions
-    count from each row's first item (position 0), as in SASRec+ (Klenitskiy & Vasilev's
-    right-padded batches): a user's short history keeps telling the model how far into it
-    each item lies, and more or less left padding leaves every item's position unchanged.
+    follow ``config.positions``; either way, more or less left padding leaves every item's
+    position unchanged.
     """
 
     def __init__(self, vocab: int, config: TransformerConfig, causal: bool, ffn_size: int) -> None:
@@ -151,18 +169,18 @@ class TransformerEncoder(nn.Module):
             for _ in range(config.n_layers)
         )
         self.final_norm = nn.LayerNorm(config.hidden_size)
-        self.input_scale = config.hidden_size**0.5
-        # SASRec+'s initialisation (normal, std 0.02, for every weight; zero biases), item
-        # vectors scaled by sqrt(hidden_size) at the input. The tied output logits start
-        # near zero (an almost uniform softmax). SASRec on the ML-1M half at lr 1e-3:
-        # validation NDCG@10 0.080 at epoch 5; with the former initialisation (embeddings
-        # of std 1/sqrt(hidden_size), logits of std ~1, PyTorch's default for the linear
-        # layers, no input scale) 0.023, at popularity level until epoch 11
-        for module in self.modules():
-            if isinstance(module, (nn.Linear, nn.Embedding)):
-                nn.init.normal_(module.weight, std=0.02)
-            if isinstance(module, nn.Linear) and module.bias is not None:
-                nn.init.zeros_(module.bias)
+        self.positions_from_first = config.positions == "from_first"
+        if config.initialisation == "sasrec":
+            self.input_scale = config.hidden_size**0.5
+            for module in self.modules():
+                if isinstance(module, (nn.Linear, nn.Embedding)):
+                    nn.init.normal_(module.weight, std=0.02)
+                if isinstance(module, nn.Linear) and module.bias is not None:
+                    nn.init.zeros_(module.bias)
+        else:  # unit_logits
+            self.input_scale = 1.0
+            for embedding in (self.item_embedding, self.position_embedding):
+                nn.init.normal_(embedding.weight, std=config.hidden_size**-0.5)
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
 
@@ -178,9 +196,12 @@ class TransformerEncoder(nn.Module):
 
     def states(self, seqs: torch.Tensor, last_only: bool) -> torch.Tensor:
         """The last block's output, before the final LayerNorm."""
-        first_item = (seqs == 0).sum(1, keepdim=True)  # left padding: the items come last
-        columns = torch.arange(seqs.shape[1], device=seqs.device)
-        positions = self.position_embedding((columns - first_item).clamp(min=0))
+        if self.positions_from_first:
+            first_item = (seqs == 0).sum(1, keepdim=True)  # left padding: the items come last
+            columns = torch.arange(seqs.shape[1], device=seqs.device)
+            positions = self.position_embedding((columns - first_item).clamp(min=0))
+        else:
+            positions = self.position_embedding.weight[-seqs.shape[1] :]
         x = self.embedding_dropout(self.item_embedding(seqs) * self.input_scale + positions)
         mask = attention_mask(seqs, self.causal)
         for i, block in enumerate(self.blocks):
