@@ -117,15 +117,16 @@ def test_padding_never_reaches_the_items_outputs(name, overrides):
     torch.testing.assert_close(changed_padding[valid], before[valid])
 
 
-@pytest.mark.parametrize(
-    ("name", "overrides"),
-    [
-        ("rnn", {"cell": "gru"}),
-        ("rnn", {"cell": "lstm"}),
-        ("sasrec", {"norm_placement": "pre"}),
-        ("sasrec", {"norm_placement": "sasrec"}),
-    ],
-)
+# the causal models, SASRec with both blocks
+CAUSAL = [
+    ("rnn", {"cell": "gru"}),
+    ("rnn", {"cell": "lstm"}),
+    ("sasrec", {"norm_placement": "pre"}),
+    ("sasrec", {"norm_placement": "sasrec"}),
+]
+
+
+@pytest.mark.parametrize(("name", "overrides"), CAUSAL)
 def test_causal_models_never_see_the_future(name, overrides):
     module = build(name, **overrides).module.eval()
     changed = SEQS.clone()
@@ -138,15 +139,7 @@ def test_causal_models_never_see_the_future(name, overrides):
     assert not torch.allclose(after[:, 6:], before[:, 6:])
 
 
-@pytest.mark.parametrize(
-    ("name", "overrides"),
-    [
-        ("rnn", {"cell": "gru"}),
-        ("rnn", {"cell": "lstm"}),
-        ("sasrec", {"norm_placement": "pre"}),
-        ("sasrec", {"norm_placement": "sasrec"}),
-    ],
-)
+@pytest.mark.parametrize(("name", "overrides"), CAUSAL)
 def test_a_causal_models_state_at_an_item_is_the_one_its_prefix_alone_gets(name, overrides):
     """Training reads the state of every column; scoring a history of t items reads the
     last column of those t items alone. Both must be the same state: positions count from
