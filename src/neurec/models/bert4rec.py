@@ -32,12 +32,7 @@ from torch import nn
 from neurec.interactions import Histories, Interactions
 from neurec.models.base import check_choice, check_positive, register
 from neurec.models.losses import FullSoftmax, SampledSoftmax, SequenceLoss
-from neurec.models.sequence import (
-    SequenceModule,
-    SequenceRecommender,
-    mean_over_length_groups,
-    recent_items,
-)
+from neurec.models.sequence import SequenceModule, SequenceRecommender, recent_items
 from neurec.models.transformer import TransformerConfig, TransformerEncoder
 
 LOSSES = ("ce", "sampled_ce")
@@ -153,9 +148,7 @@ class BERT4Rec(SequenceRecommender):
         def loss_of(inputs, seqs, masked, *samples):
             return self.loss(self.module, self.module(inputs), seqs, masked, *samples)
 
-        if self.config.batches != "uniform" or not self.loss.per_position:
-            return loss_of(*batch)  # already narrow, or its negatives come with the batch
-        return mean_over_length_groups(loss_of, lambda inputs, seqs, masked: masked.sum(), batch)
+        return self.position_mean(loss_of, lambda inputs, seqs, masked: masked.sum(), batch)
 
     def inference_sequences(self, histories: Histories, users: np.ndarray) -> np.ndarray:
         recent = recent_items(histories, users, self.config.max_len - 1)

@@ -126,9 +126,18 @@ class SequenceRecommender(TorchRecommender):
             inputs, targets, valid = next_item_targets(seqs)
             return self.loss(self.module, self.module(inputs), targets, valid, *samples)
 
+        return self.position_mean(loss_of, lambda seqs: (seqs[:, :-1] > 0).sum(), batch)
+
+    def position_mean(
+        self,
+        loss_of: Callable[..., torch.Tensor],
+        positions_of: Callable[..., torch.Tensor],
+        batch: tuple[torch.Tensor, ...],
+    ) -> torch.Tensor:
+        """``loss_of(*batch)``; a uniform batch of a per-position loss runs in length groups."""
         if self.config.batches != "uniform" or not self.loss.per_position:
             return loss_of(*batch)  # already narrow, or its negatives come with the batch
-        return mean_over_length_groups(loss_of, lambda seqs: (seqs[:, :-1] > 0).sum(), batch)
+        return mean_over_length_groups(loss_of, positions_of, batch)
 
     def sequence_batches(
         self, train: Interactions, rng: np.random.Generator, width: int, min_length: int
