@@ -102,6 +102,7 @@ SEQS = torch.tensor([[0, 0, 0, 0, 5, 6, 7, 8], [0, 0, 1, 2, 3, 4, 9, 10], [3, 1,
         ("sasrec", {"norm_placement": "pre"}),
         ("sasrec", {"norm_placement": "sasrec"}),
         ("bert4rec", {}),
+        ("bert4rec", {"norm_placement": "post", "initialisation": "bert", "head": "tied"}),
     ],
 )
 def test_padding_never_reaches_the_items_outputs(name, overrides):
@@ -226,6 +227,31 @@ def test_the_sasrec_block_is_the_reference_codes():
         torch.testing.assert_close(block.eval()(x, mask[None, None]), expected)
 
 
+def test_the_post_ln_block_is_berts():
+    """norm_placement post: y = LN(x + Attention(x)), then LN(y + FFN(y))."""
+    torch.manual_seed(0)
+    block = TransformerBlock(8, n_heads=1, dropout=0.0, ffn_size=8, norm_placement="post")
+    x = torch.randn(2, 5, 8)
+    mask = torch.ones(5, 5, dtype=torch.bool)
+    with torch.no_grad():
+        q, k, v = block.qkv(x).split(8, dim=-1)
+        scores = q @ k.transpose(1, 2) / 8**0.5
+        y = block.attention_norm(x + block.attention_out(scores.softmax(-1) @ v))
+        expected = block.ffn_norm(y + block.ffn(y))
+        torch.testing.assert_close(block.eval()(x, mask[None, None]), expected)
+
+
+def test_a_post_ln_encoder_normalises_its_embeddings_and_has_no_final_norm():
+    module = build("bert4rec", norm_placement="post", head="tied").module.eval()
+    encoder = module.encoder
+    assert isinstance(encoder.embedding_norm, torch.nn.LayerNorm)
+    assert isinstance(encoder.final_norm, torch.nn.Identity)
+    with torch.no_grad():  # every output is the last block's LayerNorm: mean 0, std 1
+        hidden = module(SEQS)[SEQS > 0]
+    torch.testing.assert_close(hidden.mean(-1), torch.zeros(len(hidden)), atol=1e-5, rtol=0)
+    assert module.output_layer(hidden)[2] is None  # the tied head has no bias
+
+
 def test_bert4rec_attends_in_both_directions():
     module = build("bert4rec").module.eval()
     changed = SEQS.clone()
@@ -234,7 +260,7 @@ def test_bert4rec_attends_in_both_directions():
         assert not torch.allclose(module(changed)[:, 5], module(SEQS)[:, 5])
 
 
-@pytest.mark.parametrize("norm_placement", ["pre", "sasrec"])
+@pytest.mark.parametrize("norm_placement", ["pre", "sasrec", "post"])
 @pytest.mark.parametrize("causal", [True, False])
 def test_transformer_block_ignores_whatever_sits_at_padding_positions(causal, norm_placement):
     torch.manual_seed(0)
@@ -257,6 +283,7 @@ def test_transformer_block_ignores_whatever_sits_at_padding_positions(causal, no
         ("bert4rec", {}),
         ("sasrec", {"n_layers": 1}),
         ("sasrec", {"norm_placement": "sasrec"}),
+        ("bert4rec", {"norm_placement": "post", "head": "tied"}),
     ],
 )
 def test_last_states_are_the_last_column_of_the_whole_forward(name, overrides):

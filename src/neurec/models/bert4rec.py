@@ -36,6 +36,7 @@ from neurec.models.sequence import SequenceModule, SequenceRecommender, recent_i
 from neurec.models.transformer import TransformerConfig, TransformerEncoder
 
 LOSSES = ("ce", "sampled_ce")
+HEADS = ("projection", "tied")
 
 
 @dataclass
@@ -60,10 +61,15 @@ class BERT4RecConfig(TransformerConfig):
     # sampled_negatives items per sequence, for catalogues too large for that
     loss: str = "ce"
     sampled_negatives: int = 3000
+    # projection: the paper's output layer, a GELU projection and LayerNorm before the tied
+    # item vectors, plus a bias per item; tied: the hidden state's dot product with the
+    # item vectors alone, as Klenitskiy & Vasilev's code scores
+    head: str = "projection"
 
     def __post_init__(self) -> None:
         super().__post_init__()
         check_choice("loss", self.loss, LOSSES)
+        check_choice("head", self.head, HEADS)
         check_positive("sampled_negatives", self.sampled_negatives)
         if self.max_len < 2:
             raise ValueError(f"max_len: needs room for the history and [MASK], got {self.max_len}")
@@ -83,13 +89,15 @@ class BERT4RecModule(SequenceModule):
         self.encoder = TransformerEncoder(
             n_items + 2, config, causal=False, ffn_size=4 * config.hidden_size
         )
-        # the paper's output layer: a GELU projection, then tied item embeddings + bias
-        self.head = nn.Sequential(
-            nn.Linear(config.hidden_size, config.hidden_size),
-            nn.GELU(),
-            nn.LayerNorm(config.hidden_size),
-        )
-        self.output_bias = nn.Parameter(torch.zeros(n_items))
+        self.head: nn.Module = nn.Identity()
+        self.output_bias: nn.Parameter | None = None
+        if config.head == "projection":  # the paper's: tied item embeddings after these
+            self.head = nn.Sequential(
+                nn.Linear(config.hidden_size, config.hidden_size),
+                nn.GELU(),
+                nn.LayerNorm(config.hidden_size),
+            )
+            self.output_bias = nn.Parameter(torch.zeros(n_items))
 
     def forward(self, seqs: torch.Tensor) -> torch.Tensor:
         return self.encoder(seqs)
@@ -102,8 +110,10 @@ class BERT4RecModule(SequenceModule):
 
     def candidate_scores(self, hidden: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
         """``[.., W, C]`` scores of shifted item ids ``items [.., C]`` for ``hidden [.., W, d]``."""
-        vectors = self.encoder.item_embedding(items).transpose(-1, -2)
-        return self.head(hidden) @ vectors + self.output_bias[items - 1][..., None, :]
+        scores = self.head(hidden) @ self.encoder.item_embedding(items).transpose(-1, -2)
+        if self.output_bias is None:
+            return scores
+        return scores + self.output_bias[items - 1][..., None, :]
 
 
 @register

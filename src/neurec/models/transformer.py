@@ -15,8 +15,8 @@ from torch import nn
 from neurec.models.base import check_choice, check_dropout, check_positive
 from neurec.models.sequence import SequenceConfig
 
-NORM_PLACEMENTS = ("pre", "sasrec")
-INITIALISATIONS = ("unit_logits", "sasrec")
+NORM_PLACEMENTS = ("pre", "sasrec", "post")
+INITIALISATIONS = ("unit_logits", "sasrec", "bert")
 POSITIONS = ("from_end", "from_first")
 
 
@@ -32,7 +32,9 @@ class TransformerConfig(SequenceConfig):
     # where each sub-layer's residual starts. pre: x + f(LN(x)), the Pre-LN Transformer;
     # sasrec: LN(x) + f(LN(x)) with attention's keys and values read from x itself, as in
     # SASRec's reference code (Kang & McAuley's TensorFlow, its PyTorch ports and the
-    # SASRec+ of Klenitskiy & Vasilev built on them)
+    # SASRec+ of Klenitskiy & Vasilev built on them); post: LN(x + f(x)), BERT's Post-LN
+    # block, whose embeddings are LayerNorm-ed too and which needs no final LayerNorm (the
+    # BERT4Rec of Klenitskiy & Vasilev's code is Hugging Face's BertModel)
     norm_placement: str = "pre"
     # unit_logits: embeddings of std 1/sqrt(hidden_size), so tied output logits start with
     # std ~1, PyTorch's default for the linear layers; sasrec: SASRec+'s (every weight
@@ -40,7 +42,8 @@ class TransformerConfig(SequenceConfig):
     # the logits start near zero. SASRec on the ML-1M half at lr 1e-3: validation NDCG@10
     # 0.080 at epoch 5 with sasrec, 0.023 with unit_logits (at popularity level until
     # epoch 11). BERT4Rec keeps unit_logits: on the synthetic data, with sasrec it left
-    # popularity level far later
+    # popularity level far later. bert: BERT's, std 0.02 as sasrec but no input scaling
+    # (the Post-LN block's embedding LayerNorm sets the input's scale)
     initialisation: str = "unit_logits"
     # which position vector each item gets. from_end: counted back from the row's last
     # column (the last item always gets the last one); from_first: counted from the row's
@@ -85,7 +88,8 @@ def attention_mask(seqs: torch.Tensor, causal: bool) -> torch.Tensor:
 class TransformerBlock(nn.Module):
     """Pre-LayerNorm block: x + Attention(LN(x)), then x + FFN(LN(x)); with
     ``norm_placement="sasrec"``, SASRec's reference block: h + Attention(q=h, kv=x) with
-    h = LN(x), then h + FFN(h) with h = LN(x).
+    h = LN(x), then h + FFN(h) with h = LN(x); with ``"post"``, BERT's: y = LN(x +
+    Attention(x)), then LN(y + FFN(y)).
 
     Both train stably at lr 1e-3 without a warm-up.
     Attention is ``F.scaled_dot_product_attention``; the mask decides causal or not.
@@ -120,8 +124,9 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor, last_only: bool = False) -> torch.Tensor:
         batch, length, hidden = x.shape
-        normed = self.attention_norm(x)
-        if self.norm_placement == "pre":
+        post = self.norm_placement == "post"
+        normed = x if post else self.attention_norm(x)
+        if self.norm_placement != "sasrec":
             qkv = self.qkv(normed)
         else:  # the query reads LN(x), keys and values x; the residual starts at LN(x)
             weight, bias = self.qkv.weight, self.qkv.bias
@@ -143,13 +148,17 @@ class TransformerBlock(nn.Module):
         )
         attended = attended.transpose(1, 2).reshape(batch, x.shape[1], hidden)
         x = x + self.residual_dropout(self.attention_out(attended))
+        if post:
+            x = self.attention_norm(x)
+            return self.ffn_norm(x + self.residual_dropout(self.ffn(x)))
         normed = self.ffn_norm(x)
         residual = x if self.norm_placement == "pre" else normed
         return residual + self.residual_dropout(self.ffn(normed))
 
 
 class TransformerEncoder(nn.Module):
-    """Item + learned position embeddings, ``n_layers`` blocks, a final LayerNorm.
+    """Item + learned position embeddings, ``n_layers`` blocks, a final LayerNorm (Post-LN:
+    a LayerNorm of the embeddings instead, as BERT's).
 
     ``vocab`` counts the embedding rows (padding, items, and BERT4Rec's [MASK]). Positions
     follow ``config.positions``; either way, more or less left padding leaves every item's
@@ -168,10 +177,12 @@ class TransformerEncoder(nn.Module):
             )
             for _ in range(config.n_layers)
         )
-        self.final_norm = nn.LayerNorm(config.hidden_size)
+        post = config.norm_placement == "post"
+        self.embedding_norm = nn.LayerNorm(config.hidden_size) if post else nn.Identity()
+        self.final_norm = nn.Identity() if post else nn.LayerNorm(config.hidden_size)
         self.positions_from_first = config.positions == "from_first"
-        if config.initialisation == "sasrec":
-            self.input_scale = config.hidden_size**0.5
+        if config.initialisation in ("sasrec", "bert"):
+            self.input_scale = config.hidden_size**0.5 if config.initialisation == "sasrec" else 1.0
             for module in self.modules():
                 if isinstance(module, (nn.Linear, nn.Embedding)):
                     nn.init.normal_(module.weight, std=0.02)
@@ -202,7 +213,8 @@ class TransformerEncoder(nn.Module):
             positions = self.position_embedding((columns - first_item).clamp(min=0))
         else:
             positions = self.position_embedding.weight[-seqs.shape[1] :]
-        x = self.embedding_dropout(self.item_embedding(seqs) * self.input_scale + positions)
+        x = self.item_embedding(seqs) * self.input_scale + positions
+        x = self.embedding_dropout(self.embedding_norm(x))
         mask = attention_mask(seqs, self.causal)
         for i, block in enumerate(self.blocks):
             x = block(x, mask, last_only=last_only and i == len(self.blocks) - 1)
