@@ -56,8 +56,9 @@ class SequenceConfig(TorchConfig):
     # uniform: users drawn uniformly, each position weighing the same, as SASRec+ trains
     # (the batch still runs in length groups, so its cost stays near by_length's). SASRec
     # on the ML-1M half, validation NDCG@10 at epoch 30: uniform 0.1727, by_length 0.1594.
-    # BERT4Rec (and the RNN, not yet measured on real data) keep by_length: on the
-    # synthetic data BERT4Rec stayed at popularity level for 30 epochs with uniform batches
+    # SASRec and the RNN take uniform; BERT4Rec keeps by_length: on the synthetic data it
+    # stayed at popularity level for 30 epochs with uniform batches (and SASRec+'s other
+    # choices)
     batches: str = "by_length"
 
     def __post_init__(self) -> None:
