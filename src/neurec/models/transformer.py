@@ -91,7 +91,7 @@ class TransformerBlock(nn.Module):
     h = LN(x), then h + FFN(h) with h = LN(x); with ``"post"``, BERT's: y = LN(x +
     Attention(x)), then LN(y + FFN(y)).
 
-    Both train stably at lr 1e-3 without a warm-up.
+    All three train stably at lr 1e-3 without a warm-up (at these sizes).
     Attention is ``F.scaled_dot_product_attention``; the mask decides causal or not.
     With ``last_only`` the block returns the last column alone, ``[B, 1, d]``: its keys
     and values still come from every column, so that column's output is the one of the
