@@ -246,7 +246,7 @@ def test_a_post_ln_encoder_normalises_its_embeddings_and_has_no_final_norm():
     encoder = module.encoder
     assert isinstance(encoder.embedding_norm, torch.nn.LayerNorm)
     assert isinstance(encoder.final_norm, torch.nn.Identity)
-    with torch.no_grad():  # every output is the last block's LayerNorm: mean 0, std 1
+    with torch.no_grad():  # every output is the last block's LayerNorm: mean 0
         hidden = module(SEQS)[SEQS > 0]
     torch.testing.assert_close(hidden.mean(-1), torch.zeros(len(hidden)), atol=1e-5, rtol=0)
     assert module.output_layer(hidden)[2] is None  # the tied head has no bias

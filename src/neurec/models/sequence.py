@@ -241,7 +241,8 @@ def mean_over_length_groups(
 def length_groups(*tensors: torch.Tensor) -> Iterator[tuple[torch.Tensor, ...]]:
     """``[B, L]`` tensors aligned with the first (left-padded sequences) in ``LENGTH_GROUPS``
     groups of rows of similar length, each without the columns that are padding in all of
-    its rows. Positions count from each row's first item, so no item's output changes."""
+    its rows. Whether positions count from each row's first item or back from its end,
+    dropping those columns leaves every item's position, and so its output, unchanged."""
     lengths = (tensors[0] > 0).sum(1)
     order = torch.argsort(lengths, descending=True, stable=True)
     for rows in order.tensor_split(LENGTH_GROUPS):

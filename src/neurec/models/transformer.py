@@ -181,17 +181,16 @@ class TransformerEncoder(nn.Module):
         self.embedding_norm = nn.LayerNorm(config.hidden_size) if post else nn.Identity()
         self.final_norm = nn.Identity() if post else nn.LayerNorm(config.hidden_size)
         self.positions_from_first = config.positions == "from_first"
-        if config.initialisation in ("sasrec", "bert"):
-            self.input_scale = config.hidden_size**0.5 if config.initialisation == "sasrec" else 1.0
+        self.input_scale = config.hidden_size**0.5 if config.initialisation == "sasrec" else 1.0
+        if config.initialisation == "unit_logits":
+            for embedding in (self.item_embedding, self.position_embedding):
+                nn.init.normal_(embedding.weight, std=config.hidden_size**-0.5)
+        else:  # sasrec, bert
             for module in self.modules():
                 if isinstance(module, (nn.Linear, nn.Embedding)):
                     nn.init.normal_(module.weight, std=0.02)
                 if isinstance(module, nn.Linear) and module.bias is not None:
                     nn.init.zeros_(module.bias)
-        else:  # unit_logits
-            self.input_scale = 1.0
-            for embedding in (self.item_embedding, self.position_embedding):
-                nn.init.normal_(embedding.weight, std=config.hidden_size**-0.5)
         with torch.no_grad():
             self.item_embedding.weight[0].zero_()
 
