@@ -165,6 +165,7 @@ def train_and_evaluate(
                 "seconds_per_epoch": per_epoch,
                 "epochs": report.epochs,
                 "best_epoch": report.best_epoch,
+                "refit_epochs": report.refit_epochs,
                 "train_seconds": round(report.train_seconds, 2),
                 "evaluation_seconds": {p: round(t, 3) for p, t in evaluation.seconds.items()},
                 "peak_memory_mb": peak_memory_mb(),
@@ -188,6 +189,9 @@ def _print_row(spec: str, result: dict[str, Any]) -> None:
         f"{spec}: {result['train_seconds']:.1f}s train",
         f"{result['seconds_per_epoch']}s/epoch",
         f"epochs {result['epochs']} (best {result['best_epoch']})",
+        f"refit on train + validation: {result['refit_epochs']} epochs"
+        if result.get("refit_epochs")
+        else "",
         f"peak {result['peak_memory_mb']:.0f} MB" if result["peak_memory_mb"] else "",
     ]
     print(" | ".join(p for p in parts if p), flush=True)

@@ -154,6 +154,16 @@ class Interactions:
         """How many interactions each item has (its popularity)."""
         return np.bincount(self.item, minlength=self.n_items)
 
+    def append(self, later: Interactions) -> Interactions:
+        """Each user's interactions followed by his ``later`` ones (train + validation)."""
+        if (later.n_users, later.n_items) != (self.n_users, self.n_items):
+            raise ValueError("interactions cover different user or item counts")
+        user = np.concatenate([self.user, later.user])
+        # stable: within a user, this table's rows keep their order and precede later's
+        order = np.argsort(user, kind="stable")
+        item = np.concatenate([self.item, later.item])
+        return Interactions(user[order], item[order], self.n_users, self.n_items)
+
 
 @dataclass(frozen=True)
 class Histories:

@@ -85,6 +85,11 @@ class TorchConfig:
     patience: int = 3  # epochs without a better validation NDCG@10 before stopping
     seed: int = 42  # any fixed seed: weights, batches and negatives are reproducible
     device: str = "auto"  # auto (a GPU when present, else the CPU) | cpu | cuda
+    # after early stopping chose the epoch count on validation, train the model anew (same
+    # seed) on train + validation for that many epochs and keep that one for test and
+    # serving: the users' latest known interaction then shapes their embedding, as in
+    # papers that train on all but the test item. false: the model of the best epoch
+    refit: bool = False
     distributed: DistributedConfig = field(default_factory=DistributedConfig)
 
     def __post_init__(self) -> None:

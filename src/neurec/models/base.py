@@ -34,8 +34,10 @@ class FitReport:
 
     epochs: int = 0
     best_epoch: int = 0
-    train_seconds: float = 0.0
+    train_seconds: float = 0.0  # the whole fit, the refit on train + validation included
     history: list[dict[str, float]] = field(default_factory=list)
+    refit_epochs: int = 0  # epochs of the refit on train + validation; 0: none
+    refit_seconds: float = 0.0
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

@@ -54,6 +54,11 @@ class NeuralCFConfig(TorchConfig):
     learning_rate: float = 0.001  # Adam
     negatives: int = 4  # sampled per positive, fresh every epoch
     loss: str = "bce"  # bce (the paper's log loss) | bpr (pairwise)
+    # the paper trains on every interaction but the test one: refit on train + validation
+    # for the epochs chosen on validation (TorchConfig.refit). Its sampled-99 test HR@10 on
+    # the ML-1M half rose from 0.691 to 0.711 with GMF (seed 42): a user's embedding misses
+    # his latest interaction otherwise, where a sequence model reads it as input
+    refit: bool = True
 
     def __post_init__(self) -> None:
         super().__post_init__()

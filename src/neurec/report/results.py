@@ -117,6 +117,8 @@ def model_entry(name: str, run: ModelRun, settings: ReportConfig) -> dict[str, A
         # the budget stopped a model that may still be improving
         "best_epoch_is_last": stopped_by(result) != ONE_PASS
         and result["best_epoch"] == result["epochs"],
+        # epochs of the refit on train + validation that made the tested model; 0: none
+        "refit_epochs": result.get("refit_epochs", 0),
         "this_run": run.this_run,
         "finished_at": result.get("finished_at"),
         "parameters": result.get("parameters", {}),

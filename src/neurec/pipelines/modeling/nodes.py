@@ -60,6 +60,7 @@ def evaluate_model(
         "train_seconds": fit_report["train_seconds"],
         "epochs": fit_report["epochs"],
         "best_epoch": fit_report["best_epoch"],
+        "refit_epochs": fit_report["refit_epochs"],
         "evaluation_seconds": sum(evaluation.seconds.values()),
         "metrics": evaluation.metrics,
         "history": fit_report["history"],
